@@ -1,0 +1,389 @@
+"""Fetch, format, start and stop one KRaft Kafka broker on 127.0.0.1.
+
+Layout (all gitignored, relative to the working directory unless overridden):
+
+* ``.cache/kafka/<version>/jars`` — every runtime jar, copied by Maven from Maven Central.
+  A ``.complete`` marker makes later runs skip Maven entirely.
+* ``var/kafka/<version>/`` — ``server.properties``, the KRaft log dirs (``data/``), the
+  broker's pid file and its log (``broker.log``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_VERSION = "3.9.1"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+# Operator tools by the name users know, with the class in each Kafka generation
+# (3.x moved most of them from `kafka.*` to `org.apache.kafka.tools.*`; 4.0 finished).
+TOOLS: dict[str, tuple[str, ...]] = {
+    "console-producer": ("org.apache.kafka.tools.ConsoleProducer", "kafka.tools.ConsoleProducer"),
+    "console-consumer": (
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        "kafka.tools.ConsoleConsumer",
+    ),
+    "consumer-groups": (
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        "kafka.admin.ConsumerGroupCommand",
+    ),
+    "topics": ("org.apache.kafka.tools.TopicCommand", "kafka.admin.TopicCommand"),
+    "producer-perf-test": ("org.apache.kafka.tools.ProducerPerformance",),
+    "storage": ("kafka.tools.StorageTool",),
+}
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be fetched, started or reached; the message says why."""
+
+
+def _env_path(name: str, default: str) -> Path:
+    return Path(os.environ.get(name, default)).resolve()
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where the broker lives and how it listens. Environment variables override defaults."""
+
+    version: str = field(
+        default_factory=lambda: os.environ.get("MAILPULSE_KAFKA_VERSION", DEFAULT_VERSION)
+    )
+    cache_dir: Path = field(
+        default_factory=lambda: _env_path("MAILPULSE_KAFKA_CACHE", ".cache/kafka")
+    )
+    state_root: Path = field(
+        default_factory=lambda: _env_path("MAILPULSE_KAFKA_STATE", "var/kafka")
+    )
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=lambda: int(os.environ.get("MAILPULSE_KAFKA_PORT", "9092")))
+    controller_port: int = field(
+        default_factory=lambda: int(os.environ.get("MAILPULSE_KAFKA_CONTROLLER_PORT", "9093"))
+    )
+    heap: str = "1g"
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.cache_dir / self.version / "jars"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state_root / self.version
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Broker:
+    """One local broker. Every public method is safe to call twice."""
+
+    def __init__(self, config: BrokerConfig | None = None) -> None:
+        self.config = config or BrokerConfig()
+        state = self.config.state_dir
+        self.pid_file = state / "broker.pid"
+        self.log_file = state / "broker.log"
+        self.properties_file = state / "server.properties"
+        self.data_dir = state / "data"
+
+    # -- jars -----------------------------------------------------------------------------
+
+    def fetch(self) -> Path:
+        """Resolve the broker's jars with Maven unless the cache is already complete."""
+        jars = self.config.jars_dir
+        marker = jars / ".complete"
+        if marker.exists():
+            return jars
+        mvn = _require("mvn", "Maven is needed once to fetch Kafka's jars (apt-get install maven)")
+        _require(
+            "java", "Java 17+ is needed to run Kafka (apt-get install openjdk-17-jre-headless)"
+        )
+        partial = jars.with_name("jars.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(PACKAGE_DIR / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-Dkafka.version={self.config.version}",
+            f"-DoutputDirectory={partial}",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
+            raise BrokerError(
+                f"Maven could not fetch Kafka {self.config.version}: " + "\n".join(tail)
+            )
+        shutil.rmtree(jars, ignore_errors=True)
+        partial.rename(jars)
+        marker.write_text(self.config.version + "\n")
+        return jars
+
+    def classpath(self) -> str:
+        return str(self.fetch() / "*")
+
+    def tool_class(self, tool: str) -> str:
+        """The main class of a Kafka operator tool in the fetched version."""
+        try:
+            candidates = TOOLS[tool]
+        except KeyError:
+            raise BrokerError(f"unknown tool {tool!r}; known: {', '.join(sorted(TOOLS))}") from None
+        present: set[str] = set()
+        for jar in self.fetch().glob("kafka*.jar"):
+            with zipfile.ZipFile(jar) as z:
+                present.update(
+                    n[:-6].replace("/", ".") for n in z.namelist() if n.endswith(".class")
+                )
+        for cls in candidates:
+            if cls in present:
+                return cls
+        raise BrokerError(f"no class for tool {tool!r} in Kafka {self.config.version}")
+
+    def java_command(self, main_class: str, *args: str, heap: str = "512m") -> list[str]:
+        java = _require("java", "Java 17+ is needed to run Kafka")
+        log_config = PACKAGE_DIR / "tools-log4j.properties"
+        return [
+            java,
+            f"-Xmx{heap}",
+            f"-Dlog4j.configuration=file:{log_config}",
+            "-cp",
+            self.classpath(),
+            main_class,
+            *args,
+        ]
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def format(self) -> None:
+        """Write server.properties and format KRaft storage once (a no-op when formatted)."""
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(self._server_properties())
+        cluster_file = self.config.state_dir / "cluster.id"
+        if not cluster_file.exists():
+            cluster_file.write_text(_random_cluster_id())
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cmd = self.java_command(
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_file.read_text().strip(),
+            "-c",
+            str(self.properties_file),
+            "--ignore-formatted",
+        )
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BrokerError(f"formatting KRaft storage failed: {result.stderr.strip()[-2000:]}")
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start the broker unless ours runs already; return once a client round trip works."""
+        pid = self.running_pid()
+        if pid is not None:
+            if self.is_ready():
+                return
+            # Our process, alive but not answering: a hung earlier run. Replace it.
+            self.stop()
+        elif _port_open(self.config.host, self.config.port):
+            raise BrokerError(
+                f"{self.config.bootstrap} is already taken by a process this tool did not start; "
+                "stop it or set MAILPULSE_KAFKA_PORT"
+            )
+        self.pid_file.unlink(missing_ok=True)
+        self.format()
+        java = _require("java", "Java 17+ is needed to run Kafka")
+        cmd = [
+            java,
+            f"-Xmx{self.config.heap}",
+            "-Xms256m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{PACKAGE_DIR / 'log4j.properties'}",
+            f"-Dkafka.logs.dir={self.config.state_dir}",
+            "-cp",
+            self.classpath(),
+            "kafka.Kafka",
+            str(self.properties_file),
+        ]
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise BrokerError(
+                    f"the broker exited with code {proc.returncode}; last log lines:\n"
+                    + self.log_tail()
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise BrokerError(f"the broker was not ready within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop our broker (SIGTERM, then SIGKILL); True if one was running."""
+        pid = self.running_pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            _signal(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        return True
+
+    def running_pid(self) -> int | None:
+        """The pid of our broker if it is alive; a stale pid file is cleaned up."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if _alive(pid) and _is_our_broker(pid, self.properties_file):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def is_ready(self, timeout: float = 5.0) -> bool:
+        """True when a Kafka client completes a metadata round trip with a live broker."""
+        if not _port_open(self.config.host, self.config.port):
+            return False
+
+        def probe() -> bool:
+            return asyncio.run(asyncio.wait_for(_probe(self.config.bootstrap), timeout))
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            runner = probe
+        else:  # called from async code: probe on a thread with its own event loop
+
+            def runner() -> bool:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    return pool.submit(probe).result()
+
+        try:
+            return runner()
+        except Exception:  # any failure to talk Kafka means "not ready"
+            return False
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no broker log yet)"
+
+    def _server_properties(self) -> str:
+        c = self.config
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{c.host}:{c.controller_port}",
+            "listeners": f"PLAINTEXT://{c.host}:{c.port},CONTROLLER://{c.host}:{c.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{c.host}:{c.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "log.cleaner.backoff.ms": "5000",
+        }
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+async def _probe(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+        return bool(cluster.get("brokers"))
+    finally:
+        await admin.close()
+
+
+def _random_cluster_id() -> str:
+    # Kafka's Uuid.toString(): url-safe base64 of 16 random bytes, no padding. Like Kafka's
+    # own generator, avoid a leading "-", which command-line parsers take for an option.
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def _require(command: str, hint: str) -> str:
+    path = shutil.which(command)
+    if path is None:
+        raise BrokerError(f"`{command}` was not found on PATH. {hint}")
+    return path
+
+
+def _port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as dead.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            return False
+    return True
+
+
+def _is_our_broker(pid: int, properties_file: Path) -> bool:
+    """Guard against pid reuse: the process must be a java broker on our properties file."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc (not Linux): trust the pid file
+    return b"kafka.Kafka" in cmdline and str(properties_file).encode() in cmdline
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
