@@ -1,0 +1,67 @@
+"""JSON Schemas of the topic values, for consumers that do not run our Python.
+
+The files in ``schemas/jsonschema/`` are generated from the pydantic models, never edited
+by hand: ``python -m schemas.jsonschema`` rewrites them (and deletes stale ones), and a
+unit test fails when they differ from what the models say.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from schemas.commands import SuppressionCommand
+from schemas.dlq import DlqRecord
+from schemas.events import CanonicalEvent
+from schemas.state import AddressState, MessageState
+
+DIRECTORY = Path(__file__).with_suffix("")
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    # Value of email.events and of message.events.
+    "canonical_event.json": CanonicalEvent,
+    # Value of suppression.commands.
+    "suppression_command.json": SuppressionCommand,
+    # Value of webhooks.dlq.
+    "dlq_record.json": DlqRecord,
+    # Values of the address and message state tables (and their changelogs).
+    "address_state.json": AddressState,
+    "message_state.json": MessageState,
+}
+
+
+def generate() -> dict[str, str]:
+    """File name -> JSON Schema text (of what the model *serialises*, i.e. what consumers read)."""
+    return {
+        name: json.dumps(model.model_json_schema(mode="serialization"), indent=2, sort_keys=True)
+        + "\n"
+        for name, model in SCHEMAS.items()
+    }
+
+
+def write(directory: Path = DIRECTORY) -> list[str]:
+    """Write every schema into ``directory``, delete stale ``.json`` files; names changed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wanted = generate()
+    changed = []
+    for stale in sorted(directory.glob("*.json")):
+        if stale.name not in wanted:
+            stale.unlink()
+            changed.append(stale.name)
+    for name, text in wanted.items():
+        path = directory / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            changed.append(name)
+    return changed
+
+
+def main() -> None:
+    changed = write()
+    print(f"{len(changed)} schema file(s) changed in {DIRECTORY}: {', '.join(changed) or '-'}")
+
+
+if __name__ == "__main__":
+    main()
