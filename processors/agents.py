@@ -1,0 +1,203 @@
+"""The Faust agents: they read, call the pure functions, write. No business logic here.
+
+* ``normaliser``: ``webhooks.raw`` -> canonical events keyed by address to
+  ``email.events`` and by message id to ``message.events``; anything it cannot parse or
+  map goes to ``webhooks.dlq`` with the reason. A worker never dies of bad input.
+* ``addresses``: ``email.events`` -> the ``addresses`` table, and suppression commands to
+  the compacted ``suppression.commands`` topic. The command is acknowledged by the broker
+  *before* the table write, so a crash can repeat a command but never lose one.
+* ``messages``: ``message.events`` -> the ``messages`` table.
+
+Each agent handles one event at a time inside Faust's stream iteration: Faust (and its
+RocksDB store) pick the table partition from the *current* event, so batching writes
+across events of different partitions would file keys under the wrong partition.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import structlog
+from pydantic import ValidationError
+
+from processors.errors import NormaliseError
+from processors.metrics import ProcessorMetrics
+from processors.normalise import normalise
+from processors.settings import ProcessorSettings
+from processors.transitions import apply_address_event, apply_message_event
+from schemas.commands import SuppressionCommand
+from schemas.dlq import DlqRaw, DlqRecord
+from schemas.events import CanonicalEvent
+from schemas.raw import RawWebhook
+from schemas.state import AddressState, MessageState
+
+log = structlog.get_logger("processors")
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
+    # Keys and values are bytes everywhere: we (de)serialise with pydantic ourselves, so
+    # every reader of a topic or table agrees on the bytes (DESIGN.md §6, table_route).
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+
+def _text_headers(headers: Any) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else (headers or [])
+    return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for k, v in items}
+
+
+@dataclass
+class Topology:
+    """Every topic and table of one generation, named explicitly."""
+
+    raw: faust.TopicT
+    email_events: faust.TopicT
+    message_events: faust.TopicT
+    dlq: faust.TopicT
+    suppression: faust.TopicT
+    addresses: Any  # faust.Table[bytes, bytes]
+    messages: Any
+
+    @classmethod
+    def declare(cls, app: faust.App, settings: ProcessorSettings) -> Topology:
+        t = settings.topics
+        parts = t.partitions
+
+        def table(name: str) -> Any:
+            # bytes key and value types make Faust use the "raw" codec for the changelog.
+            return app.Table(name, default=None, partitions=parts, key_type=bytes, value_type=bytes)
+
+        return cls(
+            raw=_raw_topic(app, t.name(t.raw)),
+            email_events=_raw_topic(app, t.name(t.email_events), parts),
+            message_events=_raw_topic(app, t.name(t.message_events), parts),
+            dlq=_raw_topic(app, t.name(t.dlq)),
+            suppression=_raw_topic(app, t.name(t.suppression)),
+            addresses=table("addresses"),
+            messages=table("messages"),
+        )
+
+
+def register_agents(
+    app: faust.App, topo: Topology, settings: ProcessorSettings, metrics: ProcessorMetrics
+) -> None:
+    """Attach the three agents to ``app``."""
+    policy = settings.policy
+    options = settings.normalise
+
+    async def send_to_dlq(event: faust.EventT[bytes], stage: str, reason: str, detail: str) -> None:
+        message = event.message
+        record = DlqRecord(
+            reason=reason,
+            error=detail[:2000],
+            stage=stage,
+            failed_at=datetime.now(UTC),
+            raw=DlqRaw(
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key.decode("utf-8", "replace") if message.key else None,
+                headers=_text_headers(message.headers),
+                body_b64=base64.b64encode(message.value or b"").decode(),
+            ),
+        )
+        await topo.dlq.send(key=message.key, value=record.model_dump_json().encode())
+        metrics.dlq.labels(stage, reason).inc()
+        log.warning(
+            "sent_to_dlq",
+            stage=stage,
+            reason=reason,
+            partition=message.partition,
+            offset=message.offset,
+        )
+
+    @app.agent(topo.raw, name="normaliser")
+    async def normaliser(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                raw = RawWebhook.from_kafka(
+                    message.value, message.headers or [], message.partition, message.offset
+                )
+                canonical = normalise(raw, options)
+            except NormaliseError as exc:
+                await send_to_dlq(event, "normalise", exc.reason, exc.detail)
+                continue
+            except (KeyError, ValueError) as exc:  # headers missing or unreadable
+                await send_to_dlq(event, "normalise", "invalid_raw_record", repr(exc))
+                continue
+            except Exception as exc:  # a mapper bug must not kill the worker
+                log.exception("normaliser_bug", partition=message.partition, offset=message.offset)
+                await send_to_dlq(event, "normalise", "internal_error", repr(exc))
+                continue
+            for ce in canonical:
+                value = ce.model_dump_json().encode()
+                await topo.email_events.send(key=ce.recipient.encode(), value=value)
+                if ce.message_id:
+                    await topo.message_events.send(key=ce.message_id.encode(), value=value)
+            metrics.normalised.labels(raw.provider).inc(len(canonical))
+
+    @app.agent(topo.email_events, name="addresses")
+    async def addresses(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            try:
+                ce = CanonicalEvent.model_validate_json(event.message.value)
+            except ValidationError as exc:
+                await send_to_dlq(event, "addresses", "invalid_canonical_event", str(exc))
+                continue
+            key = event.message.key
+            stored = topo.addresses.get(key)
+            state = AddressState.model_validate_json(stored) if stored else None
+            new_state, commands = apply_address_event(state, ce, policy)
+            if new_state == state:
+                metrics.duplicates.labels("addresses").inc()
+                continue
+            await publish_commands(commands)
+            topo.addresses[key] = new_state.model_dump_json().encode()
+            metrics.applied.labels("addresses").inc()
+
+    async def publish_commands(commands: list[SuppressionCommand]) -> None:
+        # Await the broker's ack before the caller writes the table (DESIGN.md §3).
+        for command in commands:
+            future = await topo.suppression.send(
+                key=command.address.encode(), value=command.model_dump_json().encode()
+            )
+            await future
+            metrics.commands.labels(command.change.action).inc()
+            log.info(
+                "suppression_command",
+                address=command.address,
+                action=command.change.action,
+                scope=command.change.scope,
+                reason=command.change.reason,
+                command_id=command.command_id,
+            )
+
+    @app.agent(topo.message_events, name="messages")
+    async def messages(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            try:
+                ce = CanonicalEvent.model_validate_json(event.message.value)
+            except ValidationError as exc:
+                await send_to_dlq(event, "messages", "invalid_canonical_event", str(exc))
+                continue
+            key = event.message.key
+            stored = topo.messages.get(key)
+            state = MessageState.model_validate_json(stored) if stored else None
+            new_state = apply_message_event(state, ce, policy)
+            if new_state == state:
+                metrics.duplicates.labels("messages").inc()
+                continue
+            topo.messages[key] = new_state.model_dump_json().encode()
+            metrics.applied.labels("messages").inc()

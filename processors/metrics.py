@@ -1,0 +1,36 @@
+"""Prometheus metrics of the processors (served at /metrics on the worker's web port)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+@dataclass
+class ProcessorMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.normalised = Counter(
+            "mailpulse_events_normalised", "Canonical events produced", ["provider"], registry=r
+        )
+        self.dlq = Counter(
+            "mailpulse_dlq_records", "Records sent to the DLQ", ["stage", "reason"], registry=r
+        )
+        self.applied = Counter(
+            "mailpulse_events_applied", "Events that changed a table", ["table"], registry=r
+        )
+        self.duplicates = Counter(
+            "mailpulse_events_duplicate",
+            "Events skipped as already applied (retries and replays)",
+            ["table"],
+            registry=r,
+        )
+        self.commands = Counter(
+            "mailpulse_suppression_commands",
+            "Suppression commands published and acknowledged",
+            ["action"],
+            registry=r,
+        )

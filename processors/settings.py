@@ -1,0 +1,95 @@
+"""Processor configuration: the ``[processors]`` table of the config file plus
+``MAILPULSE_PROCESSORS__*`` environment overrides (nested keys joined by ``__``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from ingest.settings import read_config_section
+from processors.normalise import NormaliseOptions
+from processors.policy import Policy
+
+
+class TopicSettings(BaseModel):
+    """Topic names (all prefixed by ``prefix``) and partition counts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefix: str = ""
+    raw: str = "webhooks.raw"
+    email_events: str = "email.events"
+    message_events: str = "message.events"
+    dlq: str = "webhooks.dlq"
+    suppression: str = "suppression.commands"
+    # Partitions of email.events, message.events, suppression.commands and the tables.
+    partitions: int = Field(default=6, ge=1)
+    # Must equal ingest's kafka.raw_partitions: whichever service starts first creates it.
+    raw_partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    def name(self, topic: str) -> str:
+        return self.prefix + topic
+
+
+class ProcessorSettings(BaseSettings):
+    """Everything the Faust workers read, frozen after start."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="MAILPULSE_PROCESSORS__",
+        env_nested_delimiter="__",
+    )
+
+    app_id: str = "mailpulse-processors"
+    # A generation is one set of state: consumer group, changelog topics and data dir.
+    # A rebuild builds a new generation from the earliest raw offset beside the live one.
+    generation: str = "g1"
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topics: TopicSettings = TopicSettings()
+    datadir: Path = Path("var/processors")
+    store: str = "rocksdb://"
+    # Faust writes RocksDB before its changelog record is sent, so after a kill -9 the
+    # local store can hold writes the changelog never got; a skipped duplicate would then
+    # never reach the changelog. Starting from the changelog alone avoids that (at the
+    # cost of a longer recovery). See README "Crash safety".
+    wipe_local_state_on_start: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    # Events handled per batch; a batch is flushed after at most `batch_within_s`.
+    batch_size: int = Field(default=500, ge=1)
+    batch_within_s: float = Field(default=0.05, gt=0)
+    log_level: str = "info"
+    admin_token: SecretStr | None = None
+    policy: Policy = Policy()
+    normalise: NormaliseOptions = NormaliseOptions()
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.app_id}-{self.generation}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        section = read_config_section("processors")
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, section))
+
+
+def load_settings(**overrides: Any) -> ProcessorSettings:
+    """Build the settings from file and environment; keyword overrides win (tests)."""
+    return ProcessorSettings(**overrides)
