@@ -1,0 +1,149 @@
+"""Small helpers for real-broker tests: unique topic names, produce/consume with aiokafka."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}.{uuid.uuid4().hex[:10]}"
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes]],
+    headers: Sequence[tuple[str, bytes]] = (),
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, key=key, value=value, headers=list(headers))
+            for key, value in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def consume_until(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    timeout: float = 30.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read ``topic`` from the beginning until ``done(records)`` or the timeout."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(records) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+        )
+    finally:
+        await admin.close()
+
+
+async def wait_committed(
+    bootstrap: str, group: str, topic: str, total: int, timeout: float = 60.0
+) -> int:
+    """Wait until ``group`` has committed offsets summing to ``total`` on ``topic``."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    committed = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            offsets = await admin.list_consumer_group_offsets(group)
+            committed = sum(m.offset for tp, m in offsets.items() if tp.topic == topic)
+            if committed >= total:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+    return committed
+
+
+async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record now in ``topic`` (all partitions, up to the current end offsets)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    try:
+        # Metadata of all topics: asking for one missing topic by name would make the
+        # broker auto-create it with the wrong partition count.
+        metadata = await consumer._client.fetch_all_metadata()
+        partitions = metadata.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for part in batch.values():
+                records.extend(part)
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        return records
+    finally:
+        await _stop_quietly(consumer)
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    # aiokafka 0.14 can raise CancelledError from stop() when no partition was ever
+    # assigned (its internal reset task is cancelled); only swallow that case.
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
+def latest_by_key(records: Sequence[ConsumerRecord[bytes, bytes]]) -> dict[bytes, bytes]:
+    """What a compacted topic (or a table's changelog) says now: last value per key."""
+    latest: dict[bytes, bytes] = {}
+    for r in records:
+        if r.key is None:
+            continue
+        if r.value is None:
+            latest.pop(r.key, None)
+        else:
+            latest[r.key] = r.value
+    return latest

@@ -1,0 +1,56 @@
+"""The committed JSON Schemas say what the models say (consumers read the files)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas.events import BounceDetail, CanonicalEvent, RawPosition
+from schemas.jsonschema import DIRECTORY, SCHEMAS, generate
+
+REGENERATE = "stale JSON Schema: run `python -m schemas.jsonschema` and commit the result"
+
+
+def test_committed_schema_files_equal_the_generated_ones() -> None:
+    expected = generate()
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in DIRECTORY.glob("*.json")}
+    assert sorted(on_disk) == sorted(expected), REGENERATE
+    for name, text in expected.items():
+        assert on_disk[name] == text, f"{name}: {REGENERATE}"
+
+
+def test_every_topic_value_has_a_schema_that_is_a_json_object() -> None:
+    assert set(SCHEMAS) == {
+        "canonical_event.json",
+        "suppression_command.json",
+        "dlq_record.json",
+        "address_state.json",
+        "message_state.json",
+    }
+    for name, text in generate().items():
+        schema = json.loads(text)
+        assert schema["type"] == "object", name
+        assert schema["title"] == SCHEMAS[name].__name__
+
+
+def test_a_real_canonical_event_validates_against_its_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")  # not a dependency of the project
+    event = CanonicalEvent(
+        dedupe_key="ses:0000014a-f4d4-4f89-93b1-0a6a2f1e7c11:jane@example.com",
+        provider="ses",
+        source="ses-eu",
+        type="bounced.hard",
+        recipient="jane@example.com",
+        message_id="0000014a-f4d4-4f89-93b1-0a6a2f1e7c11-000000",
+        occurred_at=datetime(2026, 5, 13, 10, 0, tzinfo=UTC),
+        received_at=datetime(2026, 5, 13, 10, 0, 2, tzinfo=UTC),
+        raw=RawPosition(partition=3, offset=1234, index=1),
+        verification="sns-v2",
+        bounce=BounceDetail(code="5.1.1", reason="smtp; 550 5.1.1 user unknown"),
+    )
+    schema = json.loads(generate()["canonical_event.json"])
+    jsonschema.validate(json.loads(event.model_dump_json()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**json.loads(event.model_dump_json()), "type": "lost"}, schema)
