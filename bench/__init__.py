@@ -1,0 +1,1 @@
+"""Load and replay benchmarks; each writes its section of BENCHMARKS.md."""

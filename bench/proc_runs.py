@@ -1,0 +1,225 @@
+"""One timed run of a pipeline over the preloaded raw topic: the Faust worker (run A) or
+the plain loop (run B), each a separate process, measured from outside the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.proc_kafka import Broker, Progress, latest_by_key, watch
+
+REPO = Path(__file__).resolve().parents[1]
+PARTITIONS = 6
+# Both pipelines read the same config file, so they apply the same policy.
+CONFIG = str(REPO / "config" / "dev.toml")
+
+
+@dataclass(frozen=True)
+class Names:
+    """The topics and group of one run; every run reads the same raw topic."""
+
+    kind: str  # "faust" | "plain"
+    tag: str  # e.g. "a1"
+    raw: str
+    out: str  # prefix of this run's own topics
+    group: str
+    addresses: str
+    messages: str
+    commands: str
+    hops: tuple[str, ...] = ()  # internal topics the group also consumes
+    extra_outputs: tuple[str, ...] = ()
+
+    @classmethod
+    def faust(cls, base: str, raw: str, tag: str, generation: str = "g1") -> Names:
+        app_id = f"{base}{tag}".replace(".", "-")
+        group = f"{app_id}-{generation}"
+        out = f"{base}{tag}."
+        return cls(
+            "faust",
+            tag,
+            raw,
+            out,
+            group,
+            addresses=f"{group}-addresses-changelog",
+            messages=f"{group}-messages-changelog",
+            commands=f"{out}suppression.commands",
+            hops=(f"{out}email.events", f"{out}message.events"),
+            extra_outputs=(f"{out}webhooks.dlq",),
+        )
+
+    @classmethod
+    def plain(cls, base: str, raw: str, tag: str) -> Names:
+        out = f"{base}{tag}."
+        return cls(
+            "plain",
+            tag,
+            raw,
+            out,
+            group=f"{base}{tag}".replace(".", "-"),
+            addresses=f"{out}addresses.changelog",
+            messages=f"{out}messages.changelog",
+            commands=f"{out}suppression.commands",
+        )
+
+    @property
+    def outputs(self) -> list[str]:
+        return [*self.hops, self.addresses, self.messages, self.commands, *self.extra_outputs]
+
+
+@dataclass
+class RunResult:
+    names: Names
+    events: int
+    progress: Progress
+    counts: dict[str, int] = field(default_factory=dict)  # topic role -> records
+    finals: dict[str, dict[bytes, bytes]] = field(default_factory=dict)  # role -> key -> hash
+    log: Path | None = None
+
+    @property
+    def span(self) -> float:
+        p = self.progress
+        assert p.first_output is not None
+        assert p.last_output is not None
+        return p.last_output - p.first_output
+
+    @property
+    def total(self) -> float:
+        assert self.progress.done is not None
+        return self.progress.done - self.progress.started
+
+    @property
+    def rate(self) -> float:
+        """Raw records per second from the first output to the last."""
+        return self.events / self.span
+
+    def cpu(self, process: str, a: str = "first", b: str = "last") -> float:
+        c = self.progress.cpu
+        return c[f"{b}.{process}"] - c[f"{a}.{process}"]
+
+    def busy(self, a: str = "first", b: str = "last") -> float:
+        return self.progress.busy[b] - self.progress.busy[a]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def faust_env(names: Names, bootstrap: str, datadir: Path) -> dict[str, str]:
+    """Like tests/integration/pipeline.py, with every topic named in full (shared raw)."""
+    app_id, generation = names.group.rsplit("-", 1)
+    p = "MAILPULSE_PROCESSORS__"
+    return {
+        "MAILPULSE_CONFIG": CONFIG,
+        f"{p}BOOTSTRAP_SERVERS": bootstrap,
+        f"{p}APP_ID": app_id,
+        f"{p}GENERATION": generation,
+        f"{p}TOPICS__PREFIX": "",
+        f"{p}TOPICS__RAW": names.raw,
+        f"{p}TOPICS__EMAIL_EVENTS": names.hops[0],
+        f"{p}TOPICS__MESSAGE_EVENTS": names.hops[1],
+        f"{p}TOPICS__DLQ": names.extra_outputs[0],
+        f"{p}TOPICS__SUPPRESSION": names.commands,
+        f"{p}TOPICS__PARTITIONS": str(PARTITIONS),
+        f"{p}TOPICS__RAW_PARTITIONS": str(PARTITIONS),
+        f"{p}DATADIR": str(datadir),
+        f"{p}WEB_PORT": str(free_port()),
+        f"{p}LOG_LEVEL": "warning",
+    }
+
+
+def command(names: Names, bootstrap: str, profile: Path | None = None) -> list[str]:
+    if names.kind == "plain":
+        return [
+            sys.executable, "-m", "bench.proc_plain", "--bootstrap", bootstrap,
+            "--raw", names.raw, "--group", names.group, "--out", names.out,
+        ]  # fmt: skip
+    if profile is not None:
+        return [sys.executable, "-m", "bench.proc_cpuprof", str(profile), "worker"]
+    return [sys.executable, "-m", "processors", "worker"]
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``cmd``; on exit SIGTERM it (SIGKILL after 60 s). Only ever our own child."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def timed_run(
+    broker: Broker,
+    names: Names,
+    events: int,
+    workdir: Path,
+    *,
+    broker_pid: int | None,
+    timeout: float,
+    while_up: Callable[[RunResult], Awaitable[None]] | None = None,
+) -> RunResult:
+    """Start the pipeline, wait until it committed everything, stop it, count its output."""
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    log = workdir / f"{names.tag}.log"
+    env = (
+        faust_env(names, broker.bootstrap, workdir / "data")
+        if names.kind == "faust"
+        else {"MAILPULSE_CONFIG": CONFIG}
+    )
+    if names.kind == "plain":
+        await broker.create(names.outputs, PARTITIONS)
+    started = time.monotonic()
+    with process(command(names, broker.bootstrap), env, log) as proc:
+        pids = {"worker": proc.pid} | ({"broker": broker_pid} if broker_pid else {})
+        try:
+            progress = await watch(
+                broker,
+                group=names.group,
+                inputs=[names.raw, *names.hops],
+                outputs=names.outputs,
+                expected_raw=events,
+                pids=pids,
+                alive=lambda: proc.poll() is None,
+                started=started,
+                timeout=timeout,
+            )
+        except (TimeoutError, RuntimeError) as exc:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{exc}; its log ends:\n{tail}") from exc
+        result = RunResult(names, events, progress, log=log)
+        # Counted while the (idle, caught-up) process still runs, before ``while_up`` adds
+        # records of its own.
+        await count_outputs(broker, result)
+        if while_up is not None:
+            await while_up(result)
+    return result
+
+
+async def count_outputs(broker: Broker, result: RunResult) -> None:
+    names = result.names
+    roles = {"addresses": names.addresses, "messages": names.messages, "commands": names.commands}
+    for role, topic in roles.items():
+        result.counts[role], result.finals[role] = await latest_by_key(broker, topic)
+    for topic in (*names.hops, *names.extra_outputs):
+        result.counts[topic.removeprefix(names.out)] = await broker.records(topic)

@@ -1,0 +1,172 @@
+"""Processors throughput: the Faust pipeline against a plain aiokafka loop on the same input.
+
+``python -m bench.processors_throughput [--events N]`` preloads a raw topic (6 partitions,
+unique prefix) with N seeded NexusProMail webhooks, then runs, interleaved, the plain
+loop (B) and one Faust worker (A): B, A, B, A. Each run reads the same raw topic with its
+own consumer group and output topics and is timed from outside: from process start, and
+from its first output record to its last, until its group committed every input topic to
+its end offsets. Then event-to-command latency on the last (caught-up) Faust worker at
+half the measured Faust rate, a short cProfile of a worker, and the report
+``bench/results/processors.md``. Needs the local broker (reused if running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import proc_report
+from bench.proc_kafka import Broker
+from bench.proc_latency import Latency, measure
+from bench.proc_profile import ProfileRun, profile_worker
+from bench.proc_runs import PARTITIONS, Names, RunResult, timed_run
+from bench.proc_workload import expected, generate, preload
+from localkafka.broker import Broker as LocalKafka
+
+RESULTS = Path(__file__).resolve().parent / "results" / "processors.md"
+
+
+@dataclass
+class Bench:
+    """Everything one invocation measured; the report is written from this."""
+
+    args: argparse.Namespace
+    run_id: str
+    broker_note: str
+    input: dict[str, int] = field(default_factory=dict)
+    preload_s: float = 0.0
+    runs: list[RunResult] = field(default_factory=list)
+    latency: Latency | None = None
+    profile: ProfileRun | None = None
+    began: float = field(default_factory=time.monotonic)
+
+    def faust_rate(self) -> float:
+        return statistics.mean(r.rate for r in self.runs if r.names.kind == "faust")
+
+
+def ensure_broker() -> tuple[LocalKafka, bool]:
+    """Reuse the running local broker; start one if none runs (True: we started it)."""
+    kafka = LocalKafka()
+    if kafka.running_pid() is not None and kafka.is_ready():
+        return kafka, False
+    kafka.start()
+    return kafka, True
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def describe(r: RunResult) -> str:
+    return (
+        f"{r.names.kind} {r.names.tag}: {r.rate:,.0f} raw/s over {r.span:.1f}s "
+        f"(from start {r.events / r.total:,.0f}/s in {r.total:.1f}s), "
+        f"CPU {r.cpu('worker') / r.events * 1e6:.0f} µs/event "
+        f"({r.cpu('worker.sys') / max(r.cpu('worker'), 1e-9):.0%} system), "
+        f"broker {r.cpu('broker') / r.events * 1e6:.0f} µs/event; counts {r.counts}"
+    )
+
+
+async def run(args: argparse.Namespace, kafka: LocalKafka, bench: Bench, workdir: Path) -> None:
+    bootstrap = kafka.config.bootstrap
+    base = f"bench-proc-{bench.run_id}."
+    raw = f"{base}webhooks.raw"
+    broker_pid = kafka.running_pid()
+    async with Broker(bootstrap) as broker:
+        try:
+            records = generate(args.events, PARTITIONS, args.seed)
+            bench.input = expected(records)
+            await broker.create([raw], PARTITIONS)
+            began = time.monotonic()
+            await preload(bootstrap, raw, records)
+            bench.preload_s = time.monotonic() - began
+            del records
+            log(f"preloaded {bench.input} into {raw} in {bench.preload_s:.1f}s")
+
+            order = ["plain", "faust"] * args.reps
+            last_faust = len(order) - 1 - order[::-1].index("faust") if order else -1
+
+            async def latency(result: RunResult) -> None:
+                rate = args.latency_share * bench.faust_rate()
+                log(f"latency: {rate:,.0f} hard bounces/s for {args.latency_seconds:.0f}s")
+                bench.latency = await measure(
+                    broker,
+                    raw,
+                    result.names.commands,
+                    rate=rate,
+                    seconds=args.latency_seconds,
+                    tag=bench.run_id,
+                    partitions=PARTITIONS,
+                )
+
+            for i, kind in enumerate(order):
+                rep = i // 2 + 1
+                if kind == "faust":
+                    names = Names.faust(base, raw, f"a{rep}")
+                else:
+                    names = Names.plain(base, raw, f"b{rep}")
+                up = latency if i == last_faust and args.latency_seconds > 0 else None
+                result = await timed_run(
+                    broker,
+                    names,
+                    args.events,
+                    workdir / names.tag,
+                    broker_pid=broker_pid,
+                    timeout=args.timeout,
+                    while_up=up,
+                )
+                bench.runs.append(result)
+                log(describe(result))
+            if args.profile_seconds > 0:
+                names = Names.faust(base, raw, "prof")
+                bench.profile = await profile_worker(
+                    broker, names, workdir / "prof", seconds=args.profile_seconds
+                )
+                log(f"profile: {bench.profile.events:,} events in {bench.profile.seconds:.1f}s")
+        finally:
+            if not args.keep_topics:
+                deleted = await broker.delete_prefixed(base)
+                log(f"deleted {len(deleted)} topics {base}*")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.processors_throughput", description=__doc__
+    )
+    parser.add_argument("--events", type=int, default=200_000, help="raw records (default 200000)")
+    parser.add_argument("--reps", type=int, default=2, help="B,A pairs (default 2)")
+    parser.add_argument("--seed", type=int, default=20260513)
+    parser.add_argument("--timeout", type=float, default=900.0, help="per run, seconds")
+    parser.add_argument("--latency-seconds", type=float, default=25.0, help="0 = skip")
+    parser.add_argument("--latency-share", type=float, default=0.5, help="x Faust throughput")
+    parser.add_argument("--profile-seconds", type=float, default=20.0, help="0 = skip")
+    parser.add_argument("--keep-topics", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--workdir", type=Path, help="keep worker logs/profiles here")
+    args = parser.parse_args(argv)
+
+    kafka, ours = ensure_broker()
+    note = "started by this run" if ours else "already running, reused"
+    bench = Bench(args, f"{datetime.now(UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}", note)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mailpulse-proc-bench-") as tmp:
+            asyncio.run(run(args, kafka, bench, args.workdir or Path(tmp)))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(proc_report.render(bench, kafka))
+            log(f"wrote {args.out}")
+    finally:
+        if ours:
+            kafka.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
