@@ -9,6 +9,10 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from processors.ops.kafkaio import latest_by_key, read_all
+
+__all__ = ["latest_by_key", "read_all"]
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}.{uuid.uuid4().hex[:10]}"
@@ -92,58 +96,3 @@ async def wait_committed(
     finally:
         await admin.close()
     return committed
-
-
-async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record now in ``topic`` (all partitions, up to the current end offsets)."""
-    from aiokafka import TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-    )
-    await consumer.start()
-    try:
-        # Metadata of all topics: asking for one missing topic by name would make the
-        # broker auto-create it with the wrong partition count.
-        metadata = await consumer._client.fetch_all_metadata()
-        partitions = metadata.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=500)
-            for part in batch.values():
-                records.extend(part)
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-        return records
-    finally:
-        await _stop_quietly(consumer)
-
-
-async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
-    # aiokafka 0.14 can raise CancelledError from stop() when no partition was ever
-    # assigned (its internal reset task is cancelled); only swallow that case.
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-
-
-def latest_by_key(records: Sequence[ConsumerRecord[bytes, bytes]]) -> dict[bytes, bytes]:
-    """What a compacted topic (or a table's changelog) says now: last value per key."""
-    latest: dict[bytes, bytes] = {}
-    for r in records:
-        if r.key is None:
-            continue
-        if r.value is None:
-            latest.pop(r.key, None)
-        else:
-            latest[r.key] = r.value
-    return latest
