@@ -6,8 +6,8 @@ loop (B) and one Faust worker (A): B, A, B, A. Each run reads the same raw topic
 own consumer group and output topics and is timed from outside: from process start, and
 from its first output record to its last, until its group committed every input topic to
 its end offsets. Then event-to-command latency on the last (caught-up) Faust worker at
-half the measured Faust rate, a short cProfile of a worker, and the report
-``bench/results/processors.md``. Needs the local broker (reused if running).
+half the measured Faust rate, a short cProfile of a worker, and its section of
+``BENCHMARKS.md``. Needs the local broker (reused if running).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from bench.proc_runs import PARTITIONS, Names, RunResult, timed_run
 from bench.proc_workload import expected, generate, preload
 from localkafka.broker import Broker as LocalKafka
 
-RESULTS = Path(__file__).resolve().parent / "results" / "processors.md"
+RESULTS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
 @dataclass
@@ -48,8 +48,10 @@ class Bench:
     profile: ProfileRun | None = None
     began: float = field(default_factory=time.monotonic)
 
-    def faust_rate(self) -> float:
-        return statistics.mean(r.rate for r in self.runs if r.names.kind == "faust")
+    def faust_rate(self, current: RunResult) -> float:
+        """Mean Faust rate over the finished runs and ``current`` (not yet in ``runs``)."""
+        runs = [*self.runs, current]
+        return statistics.mean(r.rate for r in runs if r.names.kind == "faust")
 
 
 def ensure_broker() -> tuple[LocalKafka, bool]:
@@ -95,7 +97,7 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, bench: Bench, workdir
             last_faust = len(order) - 1 - order[::-1].index("faust") if order else -1
 
             async def latency(result: RunResult) -> None:
-                rate = args.latency_share * bench.faust_rate()
+                rate = args.latency_share * bench.faust_rate(result)
                 log(f"latency: {rate:,.0f} hard bounces/s for {args.latency_seconds:.0f}s")
                 bench.latency = await measure(
                     broker,
@@ -159,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="mailpulse-proc-bench-") as tmp:
             asyncio.run(run(args, kafka, bench, args.workdir or Path(tmp)))
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(proc_report.render(bench, kafka))
+            proc_report.write_section(args.out, bench, kafka)
             log(f"wrote {args.out}")
     finally:
         if ours:

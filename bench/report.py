@@ -152,14 +152,19 @@ def render(d: RunData) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def write_section(path: Path, data: RunData) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md, creating the file if needed."""
-    section = f"{BEGIN}\n{render(data)}{END}\n"
+def replace_section(path: Path, begin: str, end: str, body: str) -> None:
+    """Replace the text between ``begin`` and ``end`` in ``path`` (append if absent)."""
+    section = f"{begin}\n{body}{end}\n"
     text = path.read_text() if path.exists() else FILE_INTRO
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
+
+
+def write_section(path: Path, data: RunData) -> None:
+    """Replace this benchmark's section of BENCHMARKS.md, creating the file if needed."""
+    replace_section(path, BEGIN, END, render(data))
