@@ -6,10 +6,15 @@ import asyncio
 import shutil
 import sys
 
+import structlog
+
 from ingest.logs import configure_logging
 from processors.app import create_app, topic_specs
+from processors.generations import commands_topic, resolve_active
 from processors.settings import load_settings
 from schemas.topics import ensure_topics
+
+log = structlog.get_logger("processors")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     # Our topics exist with the right partition counts before any client can auto-create
     # them with the broker's default.
+    active = asyncio.run(resolve_active(settings))
+    if active != settings.generation:
+        # A rebuild in progress: build state, but never publish to the live topic.
+        settings = settings.model_copy(update={"shadow": True})
     asyncio.run(ensure_topics(settings.bootstrap_servers, topic_specs(settings)))
+    log.info(
+        "generation",
+        generation=settings.generation,
+        active=active,
+        commands_topic=commands_topic(settings, shadow=settings.shadow),
+    )
     if settings.wipe_local_state_on_start:
         shutil.rmtree(settings.datadir / settings.generation, ignore_errors=True)
     app, _ = create_app(settings)

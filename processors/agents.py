@@ -26,6 +26,7 @@ import structlog
 from pydantic import ValidationError
 
 from processors.errors import NormaliseError
+from processors.generations import commands_topic
 from processors.metrics import ProcessorMetrics
 from processors.normalise import normalise
 from processors.settings import ProcessorSettings
@@ -83,7 +84,7 @@ class Topology:
             email_events=_raw_topic(app, t.name(t.email_events), parts),
             message_events=_raw_topic(app, t.name(t.message_events), parts),
             dlq=_raw_topic(app, t.name(t.dlq)),
-            suppression=_raw_topic(app, t.name(t.suppression)),
+            suppression=_raw_topic(app, commands_topic(settings, shadow=settings.shadow)),
             addresses=table("addresses"),
             messages=table("messages"),
         )

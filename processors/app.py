@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from processors.agents import Topology, register_agents
 from processors.api import register_api
+from processors.generations import commands_topic, control_spec
 from processors.metrics import ProcessorMetrics
 from processors.settings import ProcessorSettings
 from schemas.topics import COMPACTED_CONFIG, DLQ_CONFIG, EVENTS_CONFIG, RAW_CONFIG, TopicSpec
@@ -16,12 +17,15 @@ def topic_specs(settings: ProcessorSettings) -> list[TopicSpec]:
     """The topics the processors read and write (changelogs are Faust's own)."""
     t = settings.topics
     rf = t.replication_factor
+    shadow = [TopicSpec(commands_topic(settings, shadow=True), t.partitions, rf, COMPACTED_CONFIG)]
     return [
         TopicSpec(t.name(t.raw), t.raw_partitions, rf, RAW_CONFIG),
         TopicSpec(t.name(t.email_events), t.partitions, rf, EVENTS_CONFIG),
         TopicSpec(t.name(t.message_events), t.partitions, rf, EVENTS_CONFIG),
         TopicSpec(t.name(t.dlq), 1, rf, DLQ_CONFIG),
         TopicSpec(t.name(t.suppression), t.partitions, rf, COMPACTED_CONFIG),
+        control_spec(settings),
+        *(shadow if settings.shadow else []),
     ]
 
 

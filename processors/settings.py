@@ -30,6 +30,8 @@ class TopicSettings(BaseModel):
     message_events: str = "message.events"
     dlq: str = "webhooks.dlq"
     suppression: str = "suppression.commands"
+    # Compacted; records which generation of state is live (processors/generations.py).
+    control: str = "mailpulse.control"
     # Partitions of email.events, message.events, suppression.commands and the tables.
     partitions: int = Field(default=6, ge=1)
     # Must equal ingest's kafka.raw_partitions: whichever service starts first creates it.
@@ -54,6 +56,9 @@ class ProcessorSettings(BaseSettings):
     # A generation is one set of state: consumer group, changelog topics and data dir.
     # A rebuild builds a new generation from the earliest raw offset beside the live one.
     generation: str = "g1"
+    # Set by the worker at start from the control topic: a generation that is not the
+    # active one publishes its commands to ``suppression.commands.<generation>``.
+    shadow: bool = False
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: TopicSettings = TopicSettings()
     datadir: Path = Path("var/processors")

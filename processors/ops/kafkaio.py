@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -69,3 +70,41 @@ def changelog_topic(group_id: str, table: str) -> str:
 async def read_table(bootstrap: str, group_id: str, table: str) -> dict[bytes, bytes]:
     """A table as its changelog says now (the same bytes the workers hold)."""
     return latest_by_key(await read_all(bootstrap, changelog_topic(group_id, table)))
+
+
+async def group_members(bootstrap: str, group_id: str) -> tuple[str, int]:
+    """(state, number of live members) of a consumer group; ("Dead", 0) if it never was."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group_id])
+        groups: list[dict[str, Any]] = response.to_object()["groups"]
+        group = next(g for g in groups if g["group"] == group_id)
+        return str(group["state"]), len(group["members"])
+    finally:
+        await admin.close()
+
+
+async def group_lag(bootstrap: str, group_id: str, topics: Sequence[str]) -> dict[str, int]:
+    """Per topic: end offsets minus the group's committed offsets, summed over partitions."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group_id)
+        metadata = await consumer._client.fetch_all_metadata()
+        lag: dict[str, int] = {}
+        for topic in topics:
+            tps = [TopicPartition(topic, p) for p in metadata.partitions_for_topic(topic) or ()]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            done = {tp: committed[tp].offset for tp in tps if tp in committed}
+            lag[topic] = sum(end - max(done.get(tp, 0), 0) for tp, end in ends.items())
+        return lag
+    finally:
+        await admin.close()
+        await consumer.stop()

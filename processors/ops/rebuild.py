@@ -1,17 +1,332 @@
-"""``mailpulse rebuild``: not built yet (issue 6)."""
+"""``mailpulse rebuild``: a new generation of state from the earliest raw offset.
+
+Faust restores tables from their changelogs and does not rebuild them when offsets are
+reset, so a rebuild is a new *generation* (DESIGN.md §3): new consumer group, new
+changelog topics, new data directory. The steps, each a sub-command:
+
+* ``run --generation G``: start a worker of G (in shadow: its commands go to
+  ``suppression.commands.G``, never to the live topic), show progress until it has
+  consumed the whole raw log, check parity against the active generation, stop it.
+* ``parity --generation G``: compare G's tables with the active generation's record for
+  record (canonical JSON): counts, a digest of each table, the differing keys.
+* ``switch --generation G``: with both generations' workers stopped and G caught up and
+  equal, publish to the live topic any command G produced that the live topic lacks,
+  then mark G active. Workers started with ``generation = G`` from then on are live.
+* ``drop --generation G``: delete an inactive generation's changelog topics, shadow
+  command topic and local data directory.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from processors.generations import commands_topic, read_active, write_active
+from processors.ops.kafkaio import group_lag, group_members, read_all, read_table
+from processors.settings import ProcessorSettings, load_settings
+
+TABLES = ("addresses", "messages")
+ROLES = ("raw", "email.events", "message.events")
+SHOWN_DIFFERENCES = 20
+
+
+class RebuildError(Exception):
+    """An operator-facing refusal: printed as is, exit code 3."""
+
+
+@dataclass
+class TableParity:
+    name: str
+    count: tuple[int, int]
+    digest: tuple[str, str]
+    only_live: list[str] = field(default_factory=list)
+    only_new: list[str] = field(default_factory=list)
+    different: list[str] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return not (self.only_live or self.only_new or self.different)
+
+    def lines(self, live: str, new: str) -> list[str]:
+        verdict = "equal" if self.equal else "DIFFERENT"
+        out = [
+            f"{self.name}: {verdict} — {live} {self.count[0]:,} records "
+            f"(sha256 {self.digest[0][:16]}), {new} {self.count[1]:,} records "
+            f"(sha256 {self.digest[1][:16]})"
+        ]
+        for label, keys in (
+            (f"only in {live}", self.only_live),
+            (f"only in {new}", self.only_new),
+            ("values differ", self.different),
+        ):
+            if keys:
+                shown = ", ".join(keys[:SHOWN_DIFFERENCES])
+                more = len(keys) - SHOWN_DIFFERENCES
+                out.append(f"  {label} ({len(keys)}): {shown}{f' … +{more}' if more > 0 else ''}")
+        return out
+
+
+def canonical(value: bytes) -> bytes:
+    """A record's canonical JSON: keys sorted, no whitespace."""
+    return orjson.dumps(orjson.loads(value), option=orjson.OPT_SORT_KEYS)
+
+
+def digest(table: dict[bytes, bytes]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(table):
+        h.update(orjson.dumps([key.decode("utf-8", "replace"), table[key].decode()]))
+    return h.hexdigest()
+
+
+def compare(name: str, live: dict[bytes, bytes], new: dict[bytes, bytes]) -> TableParity:
+    a = {k: canonical(v) for k, v in live.items()}
+    b = {k: canonical(v) for k, v in new.items()}
+
+    def text(keys: set[bytes]) -> list[str]:
+        return sorted(k.decode("utf-8", "replace") for k in keys)
+
+    return TableParity(
+        name=name,
+        count=(len(a), len(b)),
+        digest=(digest(a), digest(b)),
+        only_live=text(a.keys() - b.keys()),
+        only_new=text(b.keys() - a.keys()),
+        different=text({k for k in a.keys() & b.keys() if a[k] != b[k]}),
+    )
+
+
+def _generation(settings: ProcessorSettings, generation: str) -> ProcessorSettings:
+    return settings.model_copy(update={"generation": generation})
+
+
+async def parity(settings: ProcessorSettings, live: str, new: str) -> list[TableParity]:
+    bootstrap = settings.bootstrap_servers
+    a, b = _generation(settings, live).group_id, _generation(settings, new).group_id
+    return [
+        compare(t, await read_table(bootstrap, a, t), await read_table(bootstrap, b, t))
+        for t in TABLES
+    ]
+
+
+async def active_generation(settings: ProcessorSettings) -> str:
+    current = await read_active(settings)
+    if current is None:
+        raise RebuildError("no generation is active yet: start the workers once first")
+    return current.generation
+
+
+def _input_topics(settings: ProcessorSettings) -> list[str]:
+    t = settings.topics
+    return [t.name(t.raw), t.name(t.email_events), t.name(t.message_events)]
+
+
+async def wait_caught_up(
+    settings: ProcessorSettings, worker: subprocess.Popen[bytes], timeout: float
+) -> None:
+    """Print progress until the group has committed every input topic to its end."""
+    bootstrap, group = settings.bootstrap_servers, settings.group_id
+    topics = _input_topics(settings)
+    total = (await group_lag(bootstrap, group, topics[:1]))[topics[0]]
+    began, quiet = time.monotonic(), 0
+    while quiet < 3:  # all zero three polls in a row: the hops were drained too
+        if worker.poll() is not None:
+            raise RebuildError(f"the rebuild worker exited with code {worker.returncode}")
+        if time.monotonic() - began > timeout:
+            raise RebuildError(f"not caught up after {timeout:.0f} s; see the worker log")
+        await asyncio.sleep(2.0)
+        lag = await group_lag(bootstrap, group, topics)
+        done = max(total - lag[topics[0]], 0)
+        rate = done / (time.monotonic() - began)
+        lags = ", ".join(f"{role} lag {lag[t]:,}" for role, t in zip(ROLES, topics, strict=True))
+        print(f"  raw {done:,}/{total:,} ({done / max(total, 1):.0%}, {rate:,.0f}/s); {lags}")
+        quiet = quiet + 1 if not any(lag.values()) else 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def _worker(settings: ProcessorSettings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "MAILPULSE_PROCESSORS__GENERATION": settings.generation,
+        "MAILPULSE_PROCESSORS__WEB_PORT": str(_free_port()),
+    }
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        cmd = [sys.executable, "-m", "processors", "worker"]
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def _run(settings: ProcessorSettings, args: argparse.Namespace) -> int:
+    live = await active_generation(settings)
+    if args.generation == live:
+        raise RebuildError(f"{live} is the active generation; rebuild into a new one")
+    new = _generation(settings, args.generation)
+    _, members = await group_members(new.bootstrap_servers, new.group_id)
+    if members:
+        raise RebuildError(f"group {new.group_id} already has {members} live member(s)")
+    log = new.datadir / f"rebuild-{new.generation}.log"
+    print(f"rebuilding generation {new.generation} from the earliest raw offset (log {log})")
+    with _worker(new, log) as worker:
+        await wait_caught_up(new, worker, args.timeout)
+    print(f"caught up; parity against the active generation {live}:")
+    return _report(await parity(settings, live, new.generation), live, new.generation)
+
+
+def _report(tables: list[TableParity], live: str, new: str) -> int:
+    for table in tables:
+        print("\n".join(table.lines(live, new)))
+    return 0 if all(t.equal for t in tables) else 1
+
+
+async def _parity(settings: ProcessorSettings, args: argparse.Namespace) -> int:
+    live = args.against or await active_generation(settings)
+    return _report(await parity(settings, live, args.generation), live, args.generation)
+
+
+async def _require_stopped(settings: ProcessorSettings, *generations: str) -> None:
+    for generation in generations:
+        group = _generation(settings, generation).group_id
+        _, members = await group_members(settings.bootstrap_servers, group)
+        if members:
+            raise RebuildError(
+                f"group {group} has {members} live member(s): stop its workers first"
+            )
+
+
+async def copy_missing_commands(settings: ProcessorSettings, generation: str) -> int:
+    """Publish to the live topic, in order, the shadow commands whose id it does not have."""
+    bootstrap = settings.bootstrap_servers
+    live_topic = commands_topic(settings, shadow=False)
+    shadow_topic = commands_topic(_generation(settings, generation), shadow=True)
+
+    def command_id(value: bytes | None) -> str | None:
+        return str(orjson.loads(value)["command_id"]) if value else None
+
+    have = {command_id(r.value) for r in await read_all(bootstrap, live_topic)}
+    shadow = await read_all(bootstrap, shadow_topic)
+    missing = [r for r in shadow if r.value and command_id(r.value) not in have]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for r in sorted(missing, key=lambda r: (r.partition, r.offset)):
+            await producer.send_and_wait(live_topic, key=r.key, value=r.value)
+    finally:
+        await producer.stop()
+    return len(missing)
+
+
+async def _switch(settings: ProcessorSettings, args: argparse.Namespace) -> int:
+    live = await active_generation(settings)
+    new = args.generation
+    if new == live:
+        print(f"{new} is already the active generation")
+        return 0
+    await _require_stopped(settings, live, new)
+    raw = settings.topics.name(settings.topics.raw)
+    lag = await group_lag(settings.bootstrap_servers, _generation(settings, new).group_id, [raw])
+    if lag[raw]:
+        raise RebuildError(f"{new} is {lag[raw]:,} raw records behind: `mailpulse rebuild run` it")
+    tables = await parity(settings, live, new)
+    if _report(tables, live, new) and not args.force:
+        raise RebuildError(f"{new} differs from {live}; not switching (--force to override)")
+    copied = await copy_missing_commands(settings, new)
+    record = await write_active(settings, new)
+    print(
+        f"copied {copied} command(s) only {new} had to the live topic; {new} is active since "
+        f"{record.since:%Y-%m-%d %H:%M:%S} UTC (was {live}). Start the workers with "
+        f"MAILPULSE_PROCESSORS__GENERATION={new}; drop {live} when satisfied."
+    )
+    return 0
+
+
+async def _drop(settings: ProcessorSettings, args: argparse.Namespace) -> int:
+    gone = _generation(settings, args.generation)
+    if args.generation == await active_generation(settings):
+        raise RebuildError(f"{args.generation} is the active generation; switch first")
+    await _require_stopped(settings, args.generation)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        shadow = commands_topic(gone, shadow=True)
+        topics = [
+            t for t in await admin.list_topics() if t.startswith(f"{gone.group_id}-") or t == shadow
+        ]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+    datadir = gone.datadir / gone.generation
+    shutil.rmtree(datadir, ignore_errors=True)
+    print(f"dropped {gone.generation}: deleted topics {sorted(topics)} and {datadir}")
+    return 0
+
+
+COMMANDS: dict[str, Any] = {"run": _run, "parity": _parity, "switch": _switch, "drop": _drop}
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mailpulse rebuild: not implemented yet", file=sys.stderr)
-    return 2
+    settings = load_settings()
+    try:
+        code: int = asyncio.run(COMMANDS[args.step](settings, args))
+    except RebuildError as exc:
+        print(f"mailpulse rebuild {args.step}: {exc}", file=sys.stderr)
+        return 3
+    return code
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("rebuild", help="not implemented yet")
+    parser = subparsers.add_parser(
+        "rebuild",
+        help="build a new generation of state from the raw log, compare, switch, drop",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    steps = parser.add_subparsers(dest="step", required=True)
+    for name, text in (
+        ("run", "build generation G from the earliest raw offset, then check parity"),
+        ("parity", "compare generation G's tables with the active (or --against) one"),
+        ("switch", "make generation G the active one (workers of both stopped)"),
+        ("drop", "delete an inactive generation's topics and local data"),
+    ):
+        step = steps.add_parser(name, help=text)
+        step.add_argument("--generation", "-g", required=True, help="e.g. g2")
+        if name == "run":
+            step.add_argument("--timeout", type=float, default=3600.0, help="seconds")
+        if name == "parity":
+            step.add_argument("--against", help="generation to compare with (default: active)")
+        if name == "switch":
+            step.add_argument("--force", action="store_true", help="switch despite differences")
     parser.set_defaults(func=run)

@@ -7,9 +7,11 @@ suppression topic with plain aiokafka consumers, never through our own code.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from pydantic import SecretStr
 from ingest.settings import IngestSettings, KafkaSettings, SourceSettings
 from tests.fixtures.signing import sign
 from tests.integration.helpers import latest_by_key, read_all
-from tests.integration.stack import free_port, service_process
+from tests.integration.stack import REPO, free_port, service_process
 
 PARTITIONS = 3
 NEXUS_SECRET = "it-nexus-secret"
@@ -101,6 +103,26 @@ class Pipeline:
                 yield proc
             finally:
                 self._workers.remove((proc, log))
+
+    async def mailpulse(self, *args: str, generation: str = "g1") -> tuple[int, str]:
+        """Run the operator CLI (``python -m processors.ops``) on this pipeline's topics."""
+        env = {
+            **os.environ,
+            "MAILPULSE_CONFIG": str(REPO / "config" / "dev.toml"),
+            **self.worker_env(generation, free_port()),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "processors.ops",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(errors="replace")
 
     def group(self, generation: str = "g1") -> str:
         return f"{self.prefix.rstrip('.')}-{generation}"

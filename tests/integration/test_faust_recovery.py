@@ -50,12 +50,14 @@ async def test_table_recovers_from_changelog_after_kill(
     try:
         await produce(kafka_bootstrap, f"{name}.numbers", first)
         seen = await consume_until(
-            kafka_bootstrap, f"{name}.totals", lambda r: _latest_totals(r) == expected, timeout=90
+            kafka_bootstrap, f"{name}.totals", lambda r: _latest_totals(r) == expected, timeout=180
         )
         assert _latest_totals(seen) == expected, log.read_text()[-3000:]
         # Kill only once the input offsets are committed: this test is about the table,
         # not about at-least-once redelivery (the processors handle that with dedupe).
-        committed = await wait_committed(kafka_bootstrap, name, f"{name}.numbers", len(first))
+        committed = await wait_committed(
+            kafka_bootstrap, name, f"{name}.numbers", len(first), timeout=180
+        )
         assert committed == len(first)
     finally:
         worker.send_signal(signal.SIGKILL)
@@ -70,7 +72,7 @@ async def test_table_recovers_from_changelog_after_kill(
         )
         after = {"a": 110, "b": 109, "c": 105}
         seen = await consume_until(
-            kafka_bootstrap, f"{name}.totals", lambda r: _latest_totals(r) == after, timeout=120
+            kafka_bootstrap, f"{name}.totals", lambda r: _latest_totals(r) == after, timeout=180
         )
         assert _latest_totals(seen) == after, log.read_text()[-3000:]
     finally:

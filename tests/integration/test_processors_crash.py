@@ -64,6 +64,8 @@ def _generation_env(gen: str) -> dict[str, str]:
             ("message_events", "message.events"),
             ("dlq", "webhooks.dlq"),
             ("suppression", "suppression.commands"),
+            # Own control topic: each run is the active generation of its own world.
+            ("control", "mailpulse.control"),
         ]
     }
 
