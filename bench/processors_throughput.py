@@ -57,7 +57,7 @@ class Bench:
 def ensure_broker() -> tuple[LocalKafka, bool]:
     """Reuse the running local broker; start one if none runs (True: we started it)."""
     kafka = LocalKafka()
-    if kafka.running_pid() is not None and kafka.is_ready():
+    if kafka.is_ready():  # ours or another checkout's: reuse it, never stop it
         return kafka, False
     kafka.start()
     return kafka, True
@@ -73,7 +73,12 @@ def describe(r: RunResult) -> str:
         f"(from start {r.events / r.total:,.0f}/s in {r.total:.1f}s), "
         f"CPU {r.cpu('worker') / r.events * 1e6:.0f} µs/event "
         f"({r.cpu('worker.sys') / max(r.cpu('worker'), 1e-9):.0%} system), "
-        f"broker {r.cpu('broker') / r.events * 1e6:.0f} µs/event; counts {r.counts}"
+        + (
+            f"broker {r.cpu('broker') / r.events * 1e6:.0f} µs/event; "
+            if "first.broker" in r.progress.cpu
+            else ""
+        )
+        + f"counts {r.counts}"
     )
 
 
