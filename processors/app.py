@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from processors.admin import register_admin
 from processors.agents import Topology, register_agents
 from processors.api import register_api
 from processors.metrics import ProcessorMetrics
@@ -52,6 +53,7 @@ def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
     metrics = ProcessorMetrics()
     register_agents(app, topology, settings, metrics)
     register_api(app, topology, settings)
+    register_admin(app, topology, settings)
 
     @app.page("/metrics")
     async def metrics_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
