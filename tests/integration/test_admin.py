@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from processors import openapi as processors_openapi
 from tests.integration.helpers import read_all
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import free_port, running_ingest
@@ -76,6 +77,9 @@ async def test_manual_actions_apply_publish_and_survive_a_rebuild(
                 (BOUNCED, "suppress")
             ]
             await _wait_web(s, base)
+            async with s.get(f"{base}/openapi.json") as resp:
+                assert resp.status == 200
+                assert await resp.read() == processors_openapi.FILE.read_bytes()
             raw_before = await read_all(kafka_bootstrap, raw_topic)
 
             # Without the token (or with a wrong one): 401, and nothing reaches Kafka.
