@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.handlers import WebhookHandler
 from ingest.metrics import IngestMetrics
+from ingest.openapi import served as openapi_document
 from ingest.publisher import KafkaPublisher, Publisher
 from ingest.settings import IngestSettings
 from ingest.signatures import CertFetcher, Verifier, build_verifier
@@ -48,6 +49,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/openapi.json", openapi_view(openapi_document()))
 
     if kafka is not None:
 
@@ -71,6 +73,13 @@ async def readyz(request: web.Request) -> web.Response:
         body=orjson.dumps({"ready": ready}),
         content_type="application/json",
     )
+
+
+def openapi_view(document: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def view(_: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    return view
 
 
 async def metrics_view(request: web.Request) -> web.Response:

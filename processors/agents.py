@@ -3,10 +3,13 @@
 * ``normaliser``: ``webhooks.raw`` -> canonical events keyed by address to
   ``email.events`` and by message id to ``message.events``; anything it cannot parse or
   map goes to ``webhooks.dlq`` with the reason. A worker never dies of bad input.
-* ``addresses``: ``email.events`` -> the ``addresses`` table, and suppression commands to
+  An operator's manual action (provider ``admin``) goes to ``email.events`` only, as a
+  ``ManualAction`` marked by the ``mailpulse.value_type`` header.
+* ``addresses``: ``email.events`` (canonical events and manual actions) -> the
+  ``addresses`` table, and suppression commands to
   the compacted ``suppression.commands`` topic. The command is acknowledged by the broker
   *before* the table write, so a crash can repeat a command but never lose one.
-* ``messages``: ``message.events`` -> the ``messages`` table.
+* ``messages``: ``message.events`` -> the ``messages`` table (manual actions are ignored).
 
 Each agent handles one event at a time inside Faust's stream iteration: Faust (and its
 RocksDB store) pick the table partition from the *current* event, so batching writes
@@ -28,10 +31,15 @@ from pydantic import ValidationError
 from processors.errors import NormaliseError
 from processors.generations import commands_topic
 from processors.metrics import ProcessorMetrics
-from processors.normalise import normalise
+from processors.normalise import is_manual_action, normalise, normalise_manual_action
 from processors.settings import ProcessorSettings
-from processors.transitions import apply_address_event, apply_message_event
-from schemas.commands import SuppressionCommand
+from processors.transitions import apply_address_event, apply_manual_action, apply_message_event
+from schemas.commands import (
+    MANUAL_ACTION_VALUE_TYPE,
+    VALUE_TYPE_HEADER,
+    ManualAction,
+    SuppressionCommand,
+)
 from schemas.dlq import DlqRaw, DlqRecord
 from schemas.events import CanonicalEvent
 from schemas.raw import RawWebhook
@@ -56,6 +64,13 @@ def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faus
 def _text_headers(headers: Any) -> dict[str, str]:
     items = headers.items() if isinstance(headers, Mapping) else (headers or [])
     return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for k, v in items}
+
+
+def _is_manual_action(event: faust.EventT[bytes]) -> bool:
+    return _text_headers(event.message.headers).get(VALUE_TYPE_HEADER) == MANUAL_ACTION_VALUE_TYPE
+
+
+_MANUAL_ACTION_HEADERS = [(VALUE_TYPE_HEADER, MANUAL_ACTION_VALUE_TYPE.encode())]
 
 
 @dataclass
@@ -127,11 +142,16 @@ def register_agents(
     async def normaliser(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
+            manual: ManualAction | None = None
+            canonical: list[CanonicalEvent] = []
             try:
                 raw = RawWebhook.from_kafka(
                     message.value, message.headers or [], message.partition, message.offset
                 )
-                canonical = normalise(raw, options)
+                if is_manual_action(raw):
+                    manual = normalise_manual_action(raw, options)
+                else:
+                    canonical = normalise(raw, options)
             except NormaliseError as exc:
                 await send_to_dlq(event, "normalise", exc.reason, exc.detail)
                 continue
@@ -142,6 +162,13 @@ def register_agents(
                 log.exception("normaliser_bug", partition=message.partition, offset=message.offset)
                 await send_to_dlq(event, "normalise", "internal_error", repr(exc))
                 continue
+            if manual is not None:
+                await topo.email_events.send(
+                    key=manual.address.encode(),
+                    value=manual.model_dump_json().encode(),
+                    headers=_MANUAL_ACTION_HEADERS,
+                )
+                metrics.normalised.labels(raw.provider).inc()
             for ce in canonical:
                 value = ce.model_dump_json().encode()
                 await topo.email_events.send(key=ce.recipient.encode(), value=value)
@@ -152,15 +179,22 @@ def register_agents(
     @app.agent(topo.email_events, name="addresses")
     async def addresses(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
+            manual = _is_manual_action(event)
             try:
-                ce = CanonicalEvent.model_validate_json(event.message.value)
+                parsed = (ManualAction if manual else CanonicalEvent).model_validate_json(
+                    event.message.value
+                )
             except ValidationError as exc:
-                await send_to_dlq(event, "addresses", "invalid_canonical_event", str(exc))
+                reason = "invalid_manual_action" if manual else "invalid_canonical_event"
+                await send_to_dlq(event, "addresses", reason, str(exc))
                 continue
             key = event.message.key
             stored = topo.addresses.get(key)
             state = AddressState.model_validate_json(stored) if stored else None
-            new_state, commands = apply_address_event(state, ce, policy)
+            if isinstance(parsed, ManualAction):
+                new_state, commands = apply_manual_action(state, parsed, policy)
+            else:
+                new_state, commands = apply_address_event(state, parsed, policy)
             if new_state == state:
                 metrics.duplicates.labels("addresses").inc()
                 continue
@@ -188,6 +222,8 @@ def register_agents(
     @app.agent(topo.message_events, name="messages")
     async def messages(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
+            if _is_manual_action(event):  # they concern addresses, not messages
+                continue
             try:
                 ce = CanonicalEvent.model_validate_json(event.message.value)
             except ValidationError as exc:

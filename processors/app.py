@@ -5,6 +5,8 @@ from __future__ import annotations
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.openapi import served as openapi_document
+from processors.admin import register_admin
 from processors.agents import Topology, register_agents
 from processors.api import register_api
 from processors.generations import commands_topic, control_spec
@@ -56,9 +58,16 @@ def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
     metrics = ProcessorMetrics()
     register_agents(app, topology, settings, metrics)
     register_api(app, topology, settings)
+    register_admin(app, topology, settings)
 
     @app.page("/metrics")
     async def metrics_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         return view.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    openapi = openapi_document("processors")
+
+    @app.page("/openapi.json")
+    async def openapi_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return view.bytes(openapi, content_type="application/json")
 
     return app, topology

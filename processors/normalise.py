@@ -9,6 +9,9 @@ carries no delivery outcome (an SNS SubscriptionConfirmation, a SendGrid
 group_resubscribe, Mandrill's empty test batch) gives an empty list. A record is mapped
 whole or not at all: one bad event in a batch sends the whole record to the DLQ, so a
 re-drive after a fix replays it exactly once.
+
+Records of provider ``admin`` are an operator's manual actions (appended by the admin
+API, never by ingest): ``normalise_manual_action`` turns one into a ``ManualAction``.
 """
 
 from __future__ import annotations
@@ -20,10 +23,18 @@ from pydantic import ValidationError
 from processors.addresses import NormaliseOptions, normalise_address
 from processors.errors import NormaliseError, NormaliseReason
 from processors.mappers import MAPPERS
+from schemas.commands import ManualAction, ManualActionRequest
 from schemas.events import CanonicalEvent, RawPosition
-from schemas.raw import RawWebhook
+from schemas.raw import ADMIN_PROVIDER, MANUAL_ACTION_KIND, RawWebhook
 
-__all__ = ["NormaliseError", "NormaliseOptions", "normalise", "normalise_address"]
+__all__ = [
+    "NormaliseError",
+    "NormaliseOptions",
+    "is_manual_action",
+    "normalise",
+    "normalise_address",
+    "normalise_manual_action",
+]
 
 
 def normalise(raw: RawWebhook, options: NormaliseOptions) -> list[CanonicalEvent]:
@@ -59,6 +70,27 @@ def normalise(raw: RawWebhook, options: NormaliseOptions) -> list[CanonicalEvent
         )
         for i, o in enumerate(outcomes)
     ]
+
+
+def is_manual_action(raw: RawWebhook) -> bool:
+    """True for a record the admin API appended (provider ``admin``)."""
+    return raw.provider == ADMIN_PROVIDER
+
+
+def normalise_manual_action(raw: RawWebhook, options: NormaliseOptions) -> ManualAction:
+    """The operator's action in an admin record, at its raw position, address normalised."""
+    if raw.partition is None or raw.offset is None:
+        raise ValueError("normalise needs a raw record read from Kafka (partition, offset)")
+    if not is_manual_action(raw) or raw.kind != MANUAL_ACTION_KIND:
+        raise NormaliseError("invalid_payload", f"not a manual action (kind {raw.kind[:40]!r})")
+    try:
+        request = ManualActionRequest.model_validate_json(raw.body)
+    except ValidationError as exc:
+        raise NormaliseError(_reason(exc), _detail(exc)) from None
+    return request.model_copy(update={"requested_at": _utc(request.requested_at)}).at(
+        normalise_address(request.address, options),
+        RawPosition(partition=raw.partition, offset=raw.offset),
+    )
 
 
 def _utc(at: datetime) -> datetime:

@@ -15,6 +15,13 @@ from schemas.state import ScopeSuppression
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
+# Kafka record header that says what an ``email.events`` value is. Absent (every record
+# the normaliser writes for a provider event) means a ``CanonicalEvent``; the value
+# ``manual_action`` means a ``ManualAction``. Like a CloudEvents ``ce_type`` header: the
+# canonical event's shape and schema stay as they were for existing consumers.
+VALUE_TYPE_HEADER = "mailpulse.value_type"
+MANUAL_ACTION_VALUE_TYPE = "manual_action"
+
 
 class SuppressionChange(BaseModel):
     """What one command changed: one scope suppressed (or its reason changed) or lifted."""
@@ -55,6 +62,30 @@ class SuppressionCommand(BaseModel):
             separators=(",", ":"),
         )
         return hashlib.sha256(material.encode()).hexdigest()
+
+
+class ManualActionRequest(BaseModel):
+    """An operator's suppress/unsuppress as the admin API appends it to ``webhooks.raw``
+    (the record's body; headers say provider ``admin``, kind ``manual_action``).
+
+    It is what was asked, not yet where it sits: the normaliser adds the raw position and
+    normalises the address, giving the ``ManualAction`` that travels on ``email.events``.
+    """
+
+    model_config = _FROZEN
+    schema_version: Literal[1] = 1
+    action_id: str = Field(min_length=1, description="'admin:<uuid>'; the dedupe key.")
+    action: Literal["suppress", "unsuppress"]
+    address: str = Field(description="As the operator wrote it (normalised downstream).")
+    scope: SuppressionScope
+    reason: str = Field(default="", description="Operator's free text, kept in the reason.")
+    actor: str = "admin"
+    requested_at: AwareDatetime = Field(description="When the admin API accepted it.")
+
+    def at(self, address: str, raw: RawPosition) -> ManualAction:
+        """The action as applied: normalised ``address``, position in ``webhooks.raw``."""
+        fields = self.model_dump(exclude={"address", "schema_version"})
+        return ManualAction(**fields, address=address, raw=raw)
 
 
 class ManualAction(BaseModel):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.commands import SuppressionCommand
+from schemas.commands import ManualAction, ManualActionRequest, SuppressionCommand
 from schemas.dlq import DlqRecord
 from schemas.events import CanonicalEvent
 from schemas.state import AddressState, MessageState
@@ -22,6 +22,10 @@ DIRECTORY = Path(__file__).with_suffix("")
 SCHEMAS: dict[str, type[BaseModel]] = {
     # Value of email.events and of message.events.
     "canonical_event.json": CanonicalEvent,
+    # Value of email.events when its header mailpulse.value_type is "manual_action".
+    "manual_action.json": ManualAction,
+    # Body of a webhooks.raw record of provider "admin" (an operator's action).
+    "manual_action_request.json": ManualActionRequest,
     # Value of suppression.commands.
     "suppression_command.json": SuppressionCommand,
     # Value of webhooks.dlq.

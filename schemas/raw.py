@@ -20,6 +20,14 @@ H_DELIVERY_ID = "mailpulse.delivery_id"
 H_KIND = "mailpulse.kind"
 HTTP_PREFIX = "http."
 
+# An operator's manual action, appended by the processors' admin API (never by ingest: a
+# provider kind comes from ingest's own source settings, and "admin" is not one). The body
+# is a ``schemas.commands.ManualActionRequest`` as JSON.
+ADMIN_PROVIDER = "admin"
+ADMIN_SOURCE = "admin"
+ADMIN_VERIFICATION = "admin_token"
+MANUAL_ACTION_KIND = "manual_action"
+
 
 @dataclass(frozen=True, slots=True)
 class RawWebhook:

@@ -24,6 +24,8 @@ def test_committed_schema_files_equal_the_generated_ones() -> None:
 def test_every_topic_value_has_a_schema_that_is_a_json_object() -> None:
     assert set(SCHEMAS) == {
         "canonical_event.json",
+        "manual_action.json",
+        "manual_action_request.json",
         "suppression_command.json",
         "dlq_record.json",
         "address_state.json",
