@@ -10,7 +10,7 @@ import structlog
 
 from ingest.logs import configure_logging
 from processors.app import create_app, topic_specs
-from processors.generations import commands_topic, resolve_active
+from processors.generations import generation_topics, resolve_active
 from processors.settings import load_settings
 from schemas.topics import ensure_topics
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         "generation",
         generation=settings.generation,
         active=active,
-        commands_topic=commands_topic(settings, shadow=settings.shadow),
+        commands_topic=generation_topics(settings).suppression,
     )
     if settings.wipe_local_state_on_start:
         shutil.rmtree(settings.datadir / settings.generation, ignore_errors=True)

@@ -29,7 +29,7 @@ import structlog
 from pydantic import ValidationError
 
 from processors.errors import NormaliseError
-from processors.generations import commands_topic
+from processors.generations import generation_topics
 from processors.metrics import ProcessorMetrics
 from processors.normalise import is_manual_action, normalise, normalise_manual_action
 from processors.settings import ProcessorSettings
@@ -88,6 +88,7 @@ class Topology:
     @classmethod
     def declare(cls, app: faust.App, settings: ProcessorSettings) -> Topology:
         t = settings.topics
+        names = generation_topics(settings)
         parts = t.partitions
 
         def table(name: str) -> Any:
@@ -95,11 +96,11 @@ class Topology:
             return app.Table(name, default=None, partitions=parts, key_type=bytes, value_type=bytes)
 
         return cls(
-            raw=_raw_topic(app, t.name(t.raw)),
-            email_events=_raw_topic(app, t.name(t.email_events), parts),
-            message_events=_raw_topic(app, t.name(t.message_events), parts),
-            dlq=_raw_topic(app, t.name(t.dlq)),
-            suppression=_raw_topic(app, commands_topic(settings, shadow=settings.shadow)),
+            raw=_raw_topic(app, names.raw),
+            email_events=_raw_topic(app, names.email_events, parts),
+            message_events=_raw_topic(app, names.message_events, parts),
+            dlq=_raw_topic(app, names.dlq),
+            suppression=_raw_topic(app, names.suppression),
             addresses=table("addresses"),
             messages=table("messages"),
         )

@@ -9,7 +9,7 @@ from ingest.openapi import served as openapi_document
 from processors.admin import register_admin
 from processors.agents import Topology, register_agents
 from processors.api import register_api
-from processors.generations import commands_topic, control_spec
+from processors.generations import control_spec, generation_topics
 from processors.metrics import ProcessorMetrics
 from processors.settings import ProcessorSettings
 from schemas.topics import COMPACTED_CONFIG, DLQ_CONFIG, EVENTS_CONFIG, RAW_CONFIG, TopicSpec
@@ -19,15 +19,14 @@ def topic_specs(settings: ProcessorSettings) -> list[TopicSpec]:
     """The topics the processors read and write (changelogs are Faust's own)."""
     t = settings.topics
     rf = t.replication_factor
-    shadow = [TopicSpec(commands_topic(settings, shadow=True), t.partitions, rf, COMPACTED_CONFIG)]
+    names = generation_topics(settings)
     return [
-        TopicSpec(t.name(t.raw), t.raw_partitions, rf, RAW_CONFIG),
-        TopicSpec(t.name(t.email_events), t.partitions, rf, EVENTS_CONFIG),
-        TopicSpec(t.name(t.message_events), t.partitions, rf, EVENTS_CONFIG),
-        TopicSpec(t.name(t.dlq), 1, rf, DLQ_CONFIG),
-        TopicSpec(t.name(t.suppression), t.partitions, rf, COMPACTED_CONFIG),
+        TopicSpec(names.raw, t.raw_partitions, rf, RAW_CONFIG),
+        TopicSpec(names.email_events, t.partitions, rf, EVENTS_CONFIG),
+        TopicSpec(names.message_events, t.partitions, rf, EVENTS_CONFIG),
+        TopicSpec(names.dlq, 1, rf, DLQ_CONFIG),
+        TopicSpec(names.suppression, t.partitions, rf, COMPACTED_CONFIG),
         control_spec(settings),
-        *(shadow if settings.shadow else []),
     ]
 
 

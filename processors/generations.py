@@ -4,15 +4,16 @@ A generation is one complete set of state (consumer group ``{app_id}-{generation
 changelog topics, its data directory). Exactly one generation per app is *active*: its
 workers publish suppression commands to the live ``suppression.commands`` topic. Workers
 of any other generation (a rebuild in progress) run in *shadow*: same agents and tables,
-but their commands go to ``suppression.commands.<generation>``, so replaying history can
-never push old suppression states over the live ones. ``mailpulse rebuild switch`` moves
-the active mark once the new generation matches the old one.
+but their hops, DLQ and commands go to ``<topic>.<generation>``, so replaying history can
+never push old suppression states over the live ones (see ``generation_topics``).
+``mailpulse rebuild switch`` moves the active mark once the new generation matches.
 
 The first worker of an app to start when no record exists claims its own generation.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
@@ -83,8 +84,40 @@ async def resolve_active(settings: ProcessorSettings) -> str:
     return current.generation
 
 
-def commands_topic(settings: ProcessorSettings, *, shadow: bool) -> str:
-    """Where this generation's workers publish suppression commands."""
+@dataclass(frozen=True)
+class GenerationTopics:
+    """The topics one generation's workers read and write."""
+
+    raw: str
+    email_events: str
+    message_events: str
+    dlq: str
+    suppression: str
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.raw, self.email_events, self.message_events]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.email_events, self.message_events, self.dlq, self.suppression]
+
+
+def generation_topics(
+    settings: ProcessorSettings, *, shadow: bool | None = None
+) -> GenerationTopics:
+    """Live names for the active generation; ``<name>.<generation>`` for a shadow one.
+
+    A shadow generation shares only the raw log with the live one: its hops, DLQ and
+    commands are its own, so a rebuild neither feeds the live agents nor repeats the live
+    DLQ or command history.
+    """
     t = settings.topics
-    live = t.name(t.suppression)
-    return f"{live}.{settings.generation}" if shadow else live
+    suffix = f".{settings.generation}" if (settings.shadow if shadow is None else shadow) else ""
+    return GenerationTopics(
+        raw=t.name(t.raw),
+        email_events=t.name(t.email_events) + suffix,
+        message_events=t.name(t.message_events) + suffix,
+        dlq=t.name(t.dlq) + suffix,
+        suppression=t.name(t.suppression) + suffix,
+    )

@@ -108,3 +108,24 @@ async def group_lag(bootstrap: str, group_id: str, topics: Sequence[str]) -> dic
     finally:
         await admin.close()
         await consumer.stop()
+
+
+async def commit_to_end(bootstrap: str, group_id: str, topics: Sequence[str]) -> None:
+    """Commit ``group_id``'s offsets on ``topics`` at their current end (group not running)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(metadata.partitions_for_topic(topic) or ())
+        ]
+        if tps:
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            await consumer.commit(ends)
+    finally:
+        await _stop_quietly(consumer)

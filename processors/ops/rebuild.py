@@ -10,8 +10,8 @@ changelog topics, new data directory. The steps, each a sub-command:
 * ``parity --generation G``: compare G's tables with the active generation's record for
   record (canonical JSON): counts, a digest of each table, the differing keys.
 * ``switch --generation G``: with both generations' workers stopped and G caught up and
-  equal, publish to the live topic any command G produced that the live topic lacks,
-  then mark G active. Workers started with ``generation = G`` from then on are live.
+  equal, publish to the live topic G's latest command for any address whose live status
+  differs, then mark G active. Workers started with ``generation = G`` from then on are live.
 * ``drop --generation G``: delete an inactive generation's changelog topics, shadow
   command topic and local data directory.
 """
@@ -38,8 +38,15 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from processors.generations import commands_topic, read_active, write_active
-from processors.ops.kafkaio import group_lag, group_members, read_all, read_table
+from processors.generations import generation_topics, read_active, write_active
+from processors.ops.kafkaio import (
+    commit_to_end,
+    group_lag,
+    group_members,
+    latest_by_key,
+    read_all,
+    read_table,
+)
 from processors.settings import ProcessorSettings, load_settings
 
 TABLES = ("addresses", "messages")
@@ -133,8 +140,8 @@ async def active_generation(settings: ProcessorSettings) -> str:
 
 
 def _input_topics(settings: ProcessorSettings) -> list[str]:
-    t = settings.topics
-    return [t.name(t.raw), t.name(t.email_events), t.name(t.message_events)]
+    """What a rebuilding (shadow) generation consumes: the raw log and its own hops."""
+    return generation_topics(settings, shadow=True).inputs
 
 
 async def wait_caught_up(
@@ -226,26 +233,37 @@ async def _require_stopped(settings: ProcessorSettings, *generations: str) -> No
             )
 
 
-async def copy_missing_commands(settings: ProcessorSettings, generation: str) -> int:
-    """Publish to the live topic, in order, the shadow commands whose id it does not have."""
+def suppression_status(command: bytes) -> dict[str, str | None]:
+    """What a consumer acts on in a command: per scope, the reason it is suppressed (or None)."""
+    scopes: dict[str, Any] = orjson.loads(command)["suppression"]
+    return {scope: (s or {}).get("reason") for scope, s in sorted(scopes.items())}
+
+
+async def reconcile_commands(settings: ProcessorSettings, generation: str) -> int:
+    """Publish to the live topic the latest shadow command of every address whose live
+    suppression status differs (events only the new generation applied).
+
+    Ids of intermediate commands can differ between generations (a reason change seen in
+    one arrival order and not in another); the latest status per address does not.
+    """
     bootstrap = settings.bootstrap_servers
-    live_topic = commands_topic(settings, shadow=False)
-    shadow_topic = commands_topic(_generation(settings, generation), shadow=True)
-
-    def command_id(value: bytes | None) -> str | None:
-        return str(orjson.loads(value)["command_id"]) if value else None
-
-    have = {command_id(r.value) for r in await read_all(bootstrap, live_topic)}
-    shadow = await read_all(bootstrap, shadow_topic)
-    missing = [r for r in shadow if r.value and command_id(r.value) not in have]
+    live_topic = generation_topics(settings, shadow=False).suppression
+    shadow_topic = generation_topics(_generation(settings, generation), shadow=True).suppression
+    live = latest_by_key(await read_all(bootstrap, live_topic))
+    shadow = latest_by_key(await read_all(bootstrap, shadow_topic))
+    stale = {
+        key: value
+        for key, value in shadow.items()
+        if key not in live or suppression_status(live[key]) != suppression_status(value)
+    }
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        for r in sorted(missing, key=lambda r: (r.partition, r.offset)):
-            await producer.send_and_wait(live_topic, key=r.key, value=r.value)
+        for key, value in stale.items():
+            await producer.send_and_wait(live_topic, key=key, value=value)
     finally:
         await producer.stop()
-    return len(missing)
+    return len(stale)
 
 
 async def _switch(settings: ProcessorSettings, args: argparse.Namespace) -> int:
@@ -262,10 +280,15 @@ async def _switch(settings: ProcessorSettings, args: argparse.Namespace) -> int:
     tables = await parity(settings, live, new)
     if _report(tables, live, new) and not args.force:
         raise RebuildError(f"{new} differs from {live}; not switching (--force to override)")
-    copied = await copy_missing_commands(settings, new)
+    copied = await reconcile_commands(settings, new)
+    # g2 derived every raw record through its own hops; the live hops hold the old
+    # generation's copies of the same events, which g2 must not read again.
+    hops = generation_topics(settings, shadow=False)
+    group = _generation(settings, new).group_id
+    await commit_to_end(settings.bootstrap_servers, group, [hops.email_events, hops.message_events])
     record = await write_active(settings, new)
     print(
-        f"copied {copied} command(s) only {new} had to the live topic; {new} is active since "
+        f"published {copied} address(es) whose latest status only {new} had; {new} is active since "
         f"{record.since:%Y-%m-%d %H:%M:%S} UTC (was {live}). Start the workers with "
         f"MAILPULSE_PROCESSORS__GENERATION={new}; drop {live} when satisfied."
     )
@@ -280,9 +303,9 @@ async def _drop(settings: ProcessorSettings, args: argparse.Namespace) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
-        shadow = commands_topic(gone, shadow=True)
+        own = set(generation_topics(gone, shadow=True).outputs)
         topics = [
-            t for t in await admin.list_topics() if t.startswith(f"{gone.group_id}-") or t == shadow
+            t for t in await admin.list_topics() if t.startswith(f"{gone.group_id}-") or t in own
         ]
         if topics:
             await admin.delete_topics(topics)
