@@ -4,18 +4,17 @@ the plain loop (run B), each a separate process, measured from outside the same 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.proc_kafka import Broker, Progress, latest_by_key, watch
+from processors.ops.children import child_process
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 6
@@ -150,23 +149,11 @@ def command(names: Names, bootstrap: str, profile: Path | None = None) -> list[s
     return [sys.executable, "-m", "processors", "worker"]
 
 
-@contextlib.contextmanager
-def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    cmd: list[str], env: dict[str, str], log: Path
+) -> ContextManager[subprocess.Popen[bytes]]:
     """Start ``cmd``; on exit SIGTERM it (SIGKILL after 60 s). Only ever our own child."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    return child_process(cmd, env, log, cwd=REPO, grace_s=60)
 
 
 async def timed_run(

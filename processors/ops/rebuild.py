@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +36,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.generations import generation_topics, read_active, write_active
+from processors.ops.children import child_process
 from processors.ops.kafkaio import (
     commit_to_end,
     group_lag,
@@ -173,27 +171,12 @@ def _free_port() -> int:
         return port
 
 
-@contextlib.contextmanager
-def _worker(settings: ProcessorSettings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _worker(settings: ProcessorSettings, log: Path) -> ContextManager[subprocess.Popen[bytes]]:
     env = {
-        **os.environ,
         "MAILPULSE_PROCESSORS__GENERATION": settings.generation,
         "MAILPULSE_PROCESSORS__WEB_PORT": str(_free_port()),
     }
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        cmd = [sys.executable, "-m", "processors", "worker"]
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    return child_process([sys.executable, "-m", "processors", "worker"], env, log, grace_s=60)
 
 
 async def _run(settings: ProcessorSettings, args: argparse.Namespace) -> int:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 
 from aiohttp import web
@@ -20,6 +19,7 @@ from aiohttp import web
 from ingest.app import PUBLISHER_KEY, create_app
 from ingest.settings import IngestSettings
 from ingest.signatures import CertFetcher
+from processors.ops.children import child_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,27 +68,9 @@ def wait_http(url: str, timeout: float = 60.0, status: int = 200) -> None:
     raise TimeoutError(f"{url} did not answer {status} within {timeout}s ({last!r})")
 
 
-@contextlib.contextmanager
 def service_process(
     module: str, args: list[str], env: Mapping[str, str], log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> ContextManager[subprocess.Popen[bytes]]:
     """``python -m module args`` with ``env`` added; SIGTERM (then SIGKILL) on exit."""
-    full_env = {**os.environ, "MAILPULSE_CONFIG": str(REPO / "config" / "dev.toml"), **env}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            env=full_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    full_env = {"MAILPULSE_CONFIG": str(REPO / "config" / "dev.toml"), **env}
+    return child_process([sys.executable, "-m", module, *args], full_env, log, cwd=REPO)
