@@ -7,9 +7,11 @@ suppression topic with plain aiokafka consumers, never through our own code.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,11 +26,20 @@ from pydantic import SecretStr
 from ingest.settings import IngestSettings, KafkaSettings, SourceSettings
 from tests.fixtures.signing import sign
 from tests.integration.helpers import latest_by_key, read_all
-from tests.integration.stack import free_port, service_process
+from tests.integration.stack import REPO, free_port, service_process
 
 PARTITIONS = 3
 NEXUS_SECRET = "it-nexus-secret"
 GENERIC_SECRET = "it-generic-secret"
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """Exit status and output of one ``mailpulse`` command."""
+
+    code: int
+    out: str
+    err: str
 
 
 @dataclass
@@ -91,16 +102,39 @@ class Pipeline:
         generation: str = "g1",
         env: dict[str, str] | None = None,
         web_port: int | None = None,
+        module: str = "processors",
     ) -> Iterator[subprocess.Popen[bytes]]:
+        """A worker process (``python -m module worker``, by default the real one)."""
         port = web_port or free_port()
         log = self.workdir / f"worker-{generation}-{port}.log"
         full_env = {**self.worker_env(generation, port), **(env or {})}
-        with service_process("processors", ["worker"], full_env, log) as proc:
+        with service_process(module, ["worker"], full_env, log) as proc:
             self._workers.append((proc, log))
             try:
                 yield proc
             finally:
                 self._workers.remove((proc, log))
+
+    async def mailpulse(self, *args: str, generation: str = "g1") -> CliResult:
+        """Run the ``mailpulse`` operator CLI as a process, with the workers' settings."""
+        env = {
+            **os.environ,
+            "MAILPULSE_CONFIG": str(REPO / "config" / "dev.toml"),
+            **self.worker_env(generation, free_port()),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "processors.ops",
+            *args,
+            env=env,
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+        assert proc.returncode is not None
+        return CliResult(proc.returncode, out.decode(), err.decode())
 
     def group(self, generation: str = "g1") -> str:
         return f"{self.prefix.rstrip('.')}-{generation}"
