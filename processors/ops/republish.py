@@ -106,13 +106,13 @@ async def republish(settings: ProcessorSettings, args: argparse.Namespace) -> in
     target: str = args.to or source
     if target == source:
         await refuse_if_active(bootstrap, settings.group_id, f"re-send into {source}")
-    else:
-        await ensure_topics(
-            bootstrap, [TopicSpec(target, t.partitions, t.replication_factor, COMPACTED_CONFIG)]
-        )
     records = await read_all(bootstrap, source)
     if not records:
         raise OpsError(f"{source} is empty or does not exist: nothing to re-publish")
+    if target != source:
+        await ensure_topics(
+            bootstrap, [TopicSpec(target, t.partitions, t.replication_factor, COMPACTED_CONFIG)]
+        )
     commands = latest_by_key(records)
     check = cross_check(commands, await read_table(bootstrap, settings.group_id, "addresses"))
     for line in check.unreadable:
