@@ -2,8 +2,10 @@
 
 The same as Kafka's ``kafka-consumer-groups --reset-offsets`` for our group and topics:
 a dry run prints the plan (current -> new offset per partition), ``--execute`` commits
-it. Safe because every record keeps the highest raw position it applied (DESIGN.md §3):
-the workers re-read, skip what they already applied, publish nothing again.
+it. By default the group is reset on all three topics it reads (``webhooks.raw``,
+``email.events``, ``message.events``), as ``--all-topics`` does. Safe because every
+record keeps the highest raw position it applied (DESIGN.md §3): the workers re-read,
+skip what they already applied, publish nothing again.
 
 Offsets are committed by a consumer of the group with manual assignment (aiokafka's
 admin client cannot alter group offsets). The broker itself rejects such a commit
@@ -136,8 +138,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--topic",
         choices=("raw", "all"),
-        default="raw",
-        help="raw: webhooks.raw only (default); all: also email.events and message.events",
+        default="all",
+        help="all (default): webhooks.raw, email.events and message.events, like "
+        "kafka-consumer-groups --all-topics; raw: webhooks.raw only (see README: a "
+        "raw-only reset was seen to stall the restarted worker's raw commits)",
     )
     parser.add_argument("--execute", action="store_true", help="apply the plan")
     parser.set_defaults(func=run)

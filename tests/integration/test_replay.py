@@ -158,7 +158,9 @@ async def test_mailpulse_replay_refuses_live_group_then_replays_exactly(
     assert await _offsets(p) == dict.fromkeys(consumed, 0)
 
     async def consumed_again() -> None:
-        total = await wait_committed(kafka_bootstrap, p.group(), raw_topic, before.raw_records)
+        total = await wait_committed(
+            kafka_bootstrap, p.group(), raw_topic, before.raw_records, timeout=180
+        )
         assert total == before.raw_records
 
     await _replays_to_same_state(p, before, consumed_again)

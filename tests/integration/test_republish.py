@@ -98,7 +98,7 @@ async def test_republish_same_ids_state_untouched(kafka_bootstrap: str, tmp_path
     # State untouched, and nothing new on the live topic.
     assert await p.table("addresses") == table
     assert await p.table("messages") == messages
-    assert await p.commands() == commands
+    assert _pairs(await p.commands()) == _pairs(commands)
 
     # With the workers stopped it may re-send into the live topic: same ids again.
     await eventually(lambda: describe_group(kafka_bootstrap, p.group()), lambda g: not g.active)

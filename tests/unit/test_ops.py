@@ -38,7 +38,7 @@ def test_replay_needs_exactly_one_target(capsys: pytest.CaptureFixture[str]) -> 
             parser.parse_args(argv)
         assert exc.value.code == 2
     args = parser.parse_args(["replay", "--to-datetime", "2026-05-14T10:00:00Z"])
-    assert (args.to_datetime, args.topic, args.execute) == (AT, "raw", False)
+    assert (args.to_datetime, args.topic, args.execute) == (AT, "all", False)
 
 
 @pytest.mark.parametrize(
