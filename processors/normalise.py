@@ -65,6 +65,7 @@ def normalise(raw: RawWebhook, options: NormaliseOptions) -> list[CanonicalEvent
             received_at=received_at,
             raw=RawPosition(partition=raw.partition, offset=raw.offset, index=i),
             verification=raw.verification,
+            processing_status="normalised" if raw.redriven_from is None else "redriven",
             bounce=o.bounce,
             url=o.url,
         )

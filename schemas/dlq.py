@@ -4,7 +4,8 @@ reader can rebuild the raw webhook without our code, and an operator can re-driv
 Rebuilding needs nothing but this record: the body is ``base64(raw.body_b64)``, byte for
 byte what the provider sent, and ``raw.headers`` are the Kafka headers ingest wrote
 (``mailpulse.source``, ``mailpulse.provider``, ``mailpulse.received_at``,
-``mailpulse.verification``, ``mailpulse.kind``, optional ``mailpulse.delivery_id``, and
+``mailpulse.verification``, ``mailpulse.kind``, optional ``mailpulse.delivery_id`` and
+``mailpulse.redriven_from`` (a record re-driven from the DLQ), and
 the provider's HTTP headers that matter as ``http.<lower-case name>``).
 """
 

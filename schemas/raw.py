@@ -18,6 +18,9 @@ H_RECEIVED_AT = "mailpulse.received_at"
 H_VERIFICATION = "mailpulse.verification"
 H_DELIVERY_ID = "mailpulse.delivery_id"
 H_KIND = "mailpulse.kind"
+# Set by ``mailpulse redrive`` on a record re-appended from the DLQ:
+# "<dlq topic>:<partition>:<offset>" of the DLQ record it came from.
+H_REDRIVEN_FROM = "mailpulse.redriven_from"
 HTTP_PREFIX = "http."
 
 # An operator's manual action, appended by the processors' admin API (never by ingest: a
@@ -45,6 +48,8 @@ class RawWebhook:
     # Where the record sits in `webhooks.raw`; set when read back, None before append.
     partition: int | None = None
     offset: int | None = None
+    # The DLQ record this one was re-driven from (``H_REDRIVEN_FROM``), None if original.
+    redriven_from: str | None = None
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         """The Kafka record headers that carry this record's metadata."""
@@ -57,6 +62,8 @@ class RawWebhook:
         ]
         if self.delivery_id is not None:
             headers.append((H_DELIVERY_ID, self.delivery_id.encode()))
+        if self.redriven_from is not None:
+            headers.append((H_REDRIVEN_FROM, self.redriven_from.encode()))
         headers.extend((HTTP_PREFIX + k.lower(), v.encode()) for k, v in self.http_headers.items())
         return headers
 
@@ -92,4 +99,5 @@ class RawWebhook:
             http_headers=http,
             partition=partition,
             offset=offset,
+            redriven_from=meta.get(H_REDRIVEN_FROM),
         )

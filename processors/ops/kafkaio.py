@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -70,21 +69,6 @@ def changelog_topic(group_id: str, table: str) -> str:
 async def read_table(bootstrap: str, group_id: str, table: str) -> dict[bytes, bytes]:
     """A table as its changelog says now (the same bytes the workers hold)."""
     return latest_by_key(await read_all(bootstrap, changelog_topic(group_id, table)))
-
-
-async def group_members(bootstrap: str, group_id: str) -> tuple[str, int]:
-    """(state, number of live members) of a consumer group; ("Dead", 0) if it never was."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        [response] = await admin.describe_consumer_groups([group_id])
-        groups: list[dict[str, Any]] = response.to_object()["groups"]
-        group = next(g for g in groups if g["group"] == group_id)
-        return str(group["state"]), len(group["members"])
-    finally:
-        await admin.close()
 
 
 async def group_lag(bootstrap: str, group_id: str, topics: Sequence[str]) -> dict[str, int]:

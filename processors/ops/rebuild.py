@@ -37,23 +37,19 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.generations import generation_topics, read_active, write_active
 from processors.ops.children import child_process
+from processors.ops.common import OpsError, refuse_if_active, run_command
 from processors.ops.kafkaio import (
     commit_to_end,
     group_lag,
-    group_members,
     latest_by_key,
     read_all,
     read_table,
 )
-from processors.settings import ProcessorSettings, load_settings
+from processors.settings import ProcessorSettings
 
 TABLES = ("addresses", "messages")
 ROLES = ("raw", "email.events", "message.events")
 SHOWN_DIFFERENCES = 20
-
-
-class RebuildError(Exception):
-    """An operator-facing refusal: printed as is, exit code 3."""
 
 
 @dataclass
@@ -133,7 +129,7 @@ async def parity(settings: ProcessorSettings, live: str, new: str) -> list[Table
 async def active_generation(settings: ProcessorSettings) -> str:
     current = await read_active(settings)
     if current is None:
-        raise RebuildError("no generation is active yet: start the workers once first")
+        raise OpsError("no generation is active yet: start the workers once first")
     return current.generation
 
 
@@ -152,9 +148,9 @@ async def wait_caught_up(
     began, quiet = time.monotonic(), 0
     while quiet < 3:  # all zero three polls in a row: the hops were drained too
         if worker.poll() is not None:
-            raise RebuildError(f"the rebuild worker exited with code {worker.returncode}")
+            raise OpsError(f"the rebuild worker exited with code {worker.returncode}")
         if time.monotonic() - began > timeout:
-            raise RebuildError(f"not caught up after {timeout:.0f} s; see the worker log")
+            raise OpsError(f"not caught up after {timeout:.0f} s; see the worker log")
         await asyncio.sleep(2.0)
         lag = await group_lag(bootstrap, group, topics)
         done = max(total - lag[topics[0]], 0)
@@ -182,11 +178,9 @@ def _worker(settings: ProcessorSettings, log: Path) -> ContextManager[subprocess
 async def _run(settings: ProcessorSettings, args: argparse.Namespace) -> int:
     live = await active_generation(settings)
     if args.generation == live:
-        raise RebuildError(f"{live} is the active generation; rebuild into a new one")
+        raise OpsError(f"{live} is the active generation; rebuild into a new one")
     new = _generation(settings, args.generation)
-    _, members = await group_members(new.bootstrap_servers, new.group_id)
-    if members:
-        raise RebuildError(f"group {new.group_id} already has {members} live member(s)")
+    await refuse_if_active(new.bootstrap_servers, new.group_id, f"rebuild {new.generation}")
     log = new.datadir / f"rebuild-{new.generation}.log"
     print(f"rebuilding generation {new.generation} from the earliest raw offset (log {log})")
     with _worker(new, log) as worker:
@@ -206,14 +200,10 @@ async def _parity(settings: ProcessorSettings, args: argparse.Namespace) -> int:
     return _report(await parity(settings, live, args.generation), live, args.generation)
 
 
-async def _require_stopped(settings: ProcessorSettings, *generations: str) -> None:
+async def _require_stopped(settings: ProcessorSettings, what: str, *generations: str) -> None:
     for generation in generations:
         group = _generation(settings, generation).group_id
-        _, members = await group_members(settings.bootstrap_servers, group)
-        if members:
-            raise RebuildError(
-                f"group {group} has {members} live member(s): stop its workers first"
-            )
+        await refuse_if_active(settings.bootstrap_servers, group, what)
 
 
 def suppression_status(command: bytes) -> dict[str, str | None]:
@@ -255,14 +245,14 @@ async def _switch(settings: ProcessorSettings, args: argparse.Namespace) -> int:
     if new == live:
         print(f"{new} is already the active generation")
         return 0
-    await _require_stopped(settings, live, new)
+    await _require_stopped(settings, f"switch to {new}", live, new)
     raw = settings.topics.name(settings.topics.raw)
     lag = await group_lag(settings.bootstrap_servers, _generation(settings, new).group_id, [raw])
     if lag[raw]:
-        raise RebuildError(f"{new} is {lag[raw]:,} raw records behind: `mailpulse rebuild run` it")
+        raise OpsError(f"{new} is {lag[raw]:,} raw records behind: `mailpulse rebuild run` it")
     tables = await parity(settings, live, new)
     if _report(tables, live, new) and not args.force:
-        raise RebuildError(f"{new} differs from {live}; not switching (--force to override)")
+        raise OpsError(f"{new} differs from {live}; not switching (--force to override)")
     copied = await reconcile_commands(settings, new)
     # g2 derived every raw record through its own hops; the live hops hold the old
     # generation's copies of the same events, which g2 must not read again.
@@ -281,8 +271,8 @@ async def _switch(settings: ProcessorSettings, args: argparse.Namespace) -> int:
 async def _drop(settings: ProcessorSettings, args: argparse.Namespace) -> int:
     gone = _generation(settings, args.generation)
     if args.generation == await active_generation(settings):
-        raise RebuildError(f"{args.generation} is the active generation; switch first")
-    await _require_stopped(settings, args.generation)
+        raise OpsError(f"{args.generation} is the active generation; switch first")
+    await _require_stopped(settings, f"drop {args.generation}", args.generation)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
@@ -304,13 +294,8 @@ COMMANDS: dict[str, Any] = {"run": _run, "parity": _parity, "switch": _switch, "
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    try:
-        code: int = asyncio.run(COMMANDS[args.step](settings, args))
-    except RebuildError as exc:
-        print(f"mailpulse rebuild {args.step}: {exc}", file=sys.stderr)
-        return 3
-    return code
+    step = COMMANDS[args.step]
+    return run_command(f"rebuild {args.step}", lambda settings: step(settings, args))
 
 
 def register(subparsers: Any) -> None:

@@ -33,6 +33,15 @@ NEXUS_SECRET = "it-nexus-secret"
 GENERIC_SECRET = "it-generic-secret"
 
 
+@dataclass(frozen=True)
+class CliResult:
+    """Exit status and output of one ``mailpulse`` command."""
+
+    code: int
+    out: str
+    err: str
+
+
 @dataclass
 class Pipeline:
     bootstrap: str
@@ -93,19 +102,21 @@ class Pipeline:
         generation: str = "g1",
         env: dict[str, str] | None = None,
         web_port: int | None = None,
+        module: str = "processors",
     ) -> Iterator[subprocess.Popen[bytes]]:
+        """A worker process (``python -m module worker``, by default the real one)."""
         port = web_port or free_port()
         log = self.workdir / f"worker-{generation}-{port}.log"
         full_env = {**self.worker_env(generation, port), **(env or {})}
-        with service_process("processors", ["worker"], full_env, log) as proc:
+        with service_process(module, ["worker"], full_env, log) as proc:
             self._workers.append((proc, log))
             try:
                 yield proc
             finally:
                 self._workers.remove((proc, log))
 
-    async def mailpulse(self, *args: str, generation: str = "g1") -> tuple[int, str]:
-        """Run the operator CLI (``python -m processors.ops``) on this pipeline's topics."""
+    async def mailpulse(self, *args: str, generation: str = "g1") -> CliResult:
+        """Run the ``mailpulse`` operator CLI as a process, with the workers' settings."""
         env = {
             **os.environ,
             "MAILPULSE_CONFIG": str(REPO / "config" / "dev.toml"),
@@ -117,12 +128,13 @@ class Pipeline:
             "processors.ops",
             *args,
             env=env,
+            cwd=REPO,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stderr=asyncio.subprocess.PIPE,
         )
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=600)
         assert proc.returncode is not None
-        return proc.returncode, out.decode(errors="replace")
+        return CliResult(proc.returncode, out.decode(), err.decode())
 
     def group(self, generation: str = "g1") -> str:
         return f"{self.prefix.rstrip('.')}-{generation}"

@@ -45,10 +45,10 @@ async def test_rebuild_equals_live_then_switch_and_drop(
             live = {t: await _quiet(lambda t=t: p.table(t)) for t in ("addresses", "messages")}
 
             hops_before = len(await read_all(p.bootstrap, p.topic("email.events")))
-            code, out = await p.mailpulse("rebuild", "run", "--generation", "g2")
-            assert code == 0, out
-            assert "addresses: equal" in out
-            assert "messages: equal" in out
+            run = await p.mailpulse("rebuild", "run", "--generation", "g2")
+            assert run.code == 0, run.out + run.err
+            assert "addresses: equal" in run.out
+            assert "messages: equal" in run.out
             # Checked here too, with our own reading of both changelogs.
             for table, records in live.items():
                 assert await p.table(table, generation="g2") == records
@@ -65,12 +65,13 @@ async def test_rebuild_equals_live_then_switch_and_drop(
             )
 
             # Switching while the live generation's workers run is refused.
-            code, out = await p.mailpulse("rebuild", "switch", "--generation", "g2")
-            assert code == 3
-            assert "live member" in out
+            refused = await p.mailpulse("rebuild", "switch", "--generation", "g2")
+            assert refused.code == 1
+            assert "refusing to switch to g2" in refused.err
+            assert "1 member(s)" in refused.err
 
-        code, out = await p.mailpulse("rebuild", "switch", "--generation", "g2")
-        assert code == 0, out
+        switch = await p.mailpulse("rebuild", "switch", "--generation", "g2")
+        assert switch.code == 0, switch.out + switch.err
         control = await read_all(kafka_bootstrap, p.topic("mailpulse.control"))
         key = f"{p.prefix.rstrip('.')}/active_generation".encode()
         active = orjson.loads(latest_by_key(control)[key])
@@ -91,10 +92,10 @@ async def test_rebuild_equals_live_then_switch_and_drop(
             )
             assert any(c["address"] == "after-switch@example.com" for c in commands)
 
-    code, out = await p.mailpulse("rebuild", "drop", "--generation", "g2")
-    assert code == 3
-    assert "active" in out
-    code, out = await p.mailpulse("rebuild", "drop", "--generation", "g1")
-    assert code == 0, out
+    active_drop = await p.mailpulse("rebuild", "drop", "--generation", "g2")
+    assert active_drop.code == 1
+    assert "g2 is the active generation" in active_drop.err
+    drop = await p.mailpulse("rebuild", "drop", "--generation", "g1")
+    assert drop.code == 0, drop.out + drop.err
     assert await read_all(kafka_bootstrap, f"{p.group('g1')}-addresses-changelog") == []
     assert (await p.table("addresses", generation="g2"))["after-switch@example.com"]

@@ -1,14 +1,19 @@
-"""Replay by resetting the consumer group with Kafka's own tool is safe: same state, and no
-command is published again."""
+"""Replay by resetting the consumer group, with Kafka's own tool or ``mailpulse replay``, is
+safe: same state, and no command is published again."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+from aiokafka.admin import AIOKafkaAdminClient
 
+from processors.ops.common import describe_group
+from tests.integration.helpers import read_all, wait_committed
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import running_ingest
 from tests.integration.test_processors import eventually
@@ -33,28 +38,64 @@ def consumer_groups(bootstrap: str, *args: str) -> str:
     return result.stdout
 
 
-async def test_reset_to_earliest_reproduces_state_without_new_commands(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
-    p = Pipeline(kafka_bootstrap, tmp_path)
-    events = _events(300, addresses=25, seed=5)
+@dataclass
+class Processed:
+    """The state after a worker processed the whole raw topic, then stopped."""
+
+    addresses: dict[str, Any]
+    messages: dict[str, Any]
+    command_ids: list[str]
+    raw_records: int
+
+
+async def _process(p: Pipeline, n: int, addresses: int, during: Any = None) -> Processed:
+    """Post ``n`` events (plus three certain suppressions), run a worker until the tables
+    hold every address, call ``during()`` while it still runs, then stop it."""
+    events = _events(n, addresses=addresses, seed=5)
     async with running_ingest(p.ingest_settings()), aiohttp.ClientSession() as s:
         for e in events:
             assert await p.post_nexus(s, e) == 200
         # A few hand-made suppressions so the command topic certainly has content.
-        for n, kind in enumerate(["bounced.hard", "complained", "unsubscribed"]):
+        for k, kind in enumerate(["bounced.hard", "complained", "unsubscribed"]):
             event = nexus_event(
-                kind, f"replay{n}@example.com", n=9000 + n, at="2026-05-14T12:00:00Z"
+                kind, f"replay{k}@example.com", n=9000 + k, at="2026-05-14T12:00:00Z"
             )
             assert await p.post_nexus(s, event) == 200
-    distinct = {e["data"]["email"] for e in events} | {f"replay{n}@example.com" for n in range(3)}
+    distinct = {e["data"]["email"] for e in events} | {f"replay{k}@example.com" for k in range(3)}
 
     with p.worker():
         await eventually(lambda: p.table("addresses"), lambda t: set(t) == distinct, timeout=180)
         before = await _quiet(lambda: p.table("addresses"))
         messages_before = await _quiet(lambda: p.table("messages"))
-    commands_before = await p.commands()
+        if during is not None:
+            await during()
+    commands_before = _ids(await p.commands())
     assert len(commands_before) >= 3
+    raw = len(await read_all(p.bootstrap, p.topic("webhooks.raw")))
+    return Processed(before, messages_before, commands_before, raw)
+
+
+async def _replays_to_same_state(p: Pipeline, before: Processed, wait_consumed: Any) -> None:
+    """Restart the worker after a reset; same tables, and not one command published again."""
+    with p.worker():
+        await wait_consumed()
+        after = await _quiet(lambda: p.table("addresses"))
+        messages_after = await _quiet(lambda: p.table("messages"))
+    assert after == before.addresses
+    assert messages_after == before.messages
+    # Same records, none added: a replay publishes no command again (not even a duplicate).
+    assert _ids(await p.commands()) == before.command_ids
+
+
+def _ids(commands: list[dict[str, Any]]) -> list[str]:
+    return sorted(str(c["command_id"]) for c in commands)
+
+
+async def test_reset_to_earliest_reproduces_state_without_new_commands(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    p = Pipeline(kafka_bootstrap, tmp_path)
+    before = await _process(p, 300, addresses=25)
 
     out = consumer_groups(
         kafka_bootstrap,
@@ -67,21 +108,75 @@ async def test_reset_to_earliest_reproduces_state_without_new_commands(
     )
     assert p.topic("webhooks.raw") in out
 
-    with p.worker():
+    async def consumed() -> None:
         # Wait until the group has consumed the whole raw topic again.
         await eventually(
             lambda: _lag(kafka_bootstrap, p.group()), lambda lag: lag == 0, timeout=180
         )
-        after = await _quiet(lambda: p.table("addresses"))
-        messages_after = await _quiet(lambda: p.table("messages"))
-    assert after == before
-    assert messages_after == messages_before
 
-    # Same records, none added: a replay publishes no command again (not even a duplicate).
-    def ids(commands: list[dict[str, object]]) -> list[str]:
-        return sorted(str(c["command_id"]) for c in commands)
+    await _replays_to_same_state(p, before, consumed)
 
-    assert ids(await p.commands()) == ids(commands_before)
+
+def _plan(out: str, topic: str) -> dict[int, tuple[str, str]]:
+    """partition -> (current, new) from ``mailpulse replay``'s plan table."""
+    rows = [line.split() for line in out.splitlines()]
+    return {int(r[1]): (r[2], r[3]) for r in rows if len(r) == 4 and r[0] == topic}
+
+
+async def test_mailpulse_replay_refuses_live_group_then_replays_exactly(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    p = Pipeline(kafka_bootstrap, tmp_path)
+    raw_topic = p.topic("webhooks.raw")
+
+    async def while_running() -> None:
+        refused = await p.mailpulse("replay", "--to-earliest", "--execute")
+        assert refused.code == 1, refused
+        assert "refusing to reset" in refused.err, refused
+        assert "1 member(s)" in refused.err, refused
+        assert "Traceback" not in refused.err
+        assert sum((await _offsets(p)).values()) > 0  # nothing moved
+
+    before = await _process(p, 150, addresses=15, during=while_running)
+    await eventually(lambda: describe_group(kafka_bootstrap, p.group()), lambda g: not g.active)
+    consumed = await _offsets(p)
+    assert sum(consumed.values()) == before.raw_records
+
+    # A time later than every record: each partition stays at its end (= where it is).
+    later = await p.mailpulse("replay", "--to-datetime", "2999-01-01T00:00:00Z")
+    assert later.code == 0, later
+    assert _plan(later.out, raw_topic) == {tp: (str(o), str(o)) for tp, o in consumed.items()}
+
+    dry = await p.mailpulse("replay", "--to-earliest")
+    assert dry.code == 0, dry
+    assert _plan(dry.out, raw_topic) == {tp: (str(o), "0") for tp, o in consumed.items()}
+    assert "dry run" in dry.out
+    assert await _offsets(p) == consumed
+
+    done = await p.mailpulse("replay", "--to-earliest", "--execute")
+    assert done.code == 0, done
+    assert await _offsets(p) == dict.fromkeys(consumed, 0)
+
+    async def consumed_again() -> None:
+        total = await wait_committed(
+            kafka_bootstrap, p.group(), raw_topic, before.raw_records, timeout=180
+        )
+        assert total == before.raw_records
+
+    await _replays_to_same_state(p, before, consumed_again)
+
+
+async def _offsets(p: Pipeline) -> dict[int, int]:
+    """The group's committed offsets on the raw topic, by partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=p.bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(p.group())
+    finally:
+        await admin.close()
+    return {
+        tp.partition: m.offset for tp, m in offsets.items() if tp.topic == p.topic("webhooks.raw")
+    }
 
 
 async def _lag(bootstrap: str, group: str) -> int:
