@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import ValidationError
 
 from processors.errors import ProcessorError
+from processors.generations import read_active
 from processors.settings import ProcessorSettings, load_settings
 
 
@@ -34,7 +35,7 @@ def run_command(name: str, main: Callable[[ProcessorSettings], Coroutine[Any, An
         print(f"mailpulse {name}: invalid processors settings:\n{exc}", file=sys.stderr)
         return 1
     try:
-        return asyncio.run(main(settings))
+        return asyncio.run(_in_generation(settings, main))
     except OpsError as exc:
         print(f"mailpulse {name}: {exc}", file=sys.stderr)
     except KafkaConnectionError as exc:
@@ -42,6 +43,15 @@ def run_command(name: str, main: Callable[[ProcessorSettings], Coroutine[Any, An
     except KafkaError as exc:
         print(f"mailpulse {name}: Kafka error: {exc!r}", file=sys.stderr)
     return 1
+
+
+async def _in_generation(
+    settings: ProcessorSettings, main: Callable[[ProcessorSettings], Coroutine[Any, Any, int]]
+) -> int:
+    """Run ``main`` with ``settings.shadow`` as the workers of this generation have it."""
+    active = await read_active(settings)
+    shadow = active is not None and active.generation != settings.generation
+    return await main(settings.model_copy(update={"shadow": shadow}))
 
 
 def iso_datetime(text: str) -> datetime:

@@ -30,6 +30,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
+from processors.generations import generation_topics
 from processors.ops.common import OpsError, epoch_ms, iso_datetime, run_command, topic_partitions
 from processors.ops.kafkaio import _stop_quietly, read_all
 from processors.settings import ProcessorSettings
@@ -135,8 +136,8 @@ async def append(bootstrap: str, raw_topic: str, entries: list[Entry]) -> list[s
 
 
 async def redrive(settings: ProcessorSettings, args: argparse.Namespace) -> int:
-    bootstrap, t = settings.bootstrap_servers, settings.topics
-    dlq_topic, raw_topic = t.name(t.dlq), t.name(t.raw)
+    bootstrap, names = settings.bootstrap_servers, generation_topics(settings)
+    dlq_topic, raw_topic = names.dlq, names.raw
     entries: list[Entry] = []
     unreadable = 0
     for record in await read_all(bootstrap, dlq_topic):

@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
+from processors.generations import generation_topics
 from processors.ops.common import (
     OpsError,
     epoch_ms,
@@ -42,9 +43,8 @@ class Move:
 
 
 def replay_topics(settings: ProcessorSettings, which: str) -> list[str]:
-    t = settings.topics
-    names = [t.raw] if which == "raw" else [t.raw, t.email_events, t.message_events]
-    return [t.name(n) for n in names]
+    inputs = generation_topics(settings).inputs  # raw, email.events, message.events
+    return inputs[:1] if which == "raw" else inputs
 
 
 async def plan(bootstrap: str, group: str, topics: list[str], to: datetime | None) -> list[Move]:

@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
+from processors.generations import generation_topics
 from processors.ops.common import OpsError, refuse_if_active, run_command
 from processors.ops.kafkaio import latest_by_key, read_all, read_table
 from processors.settings import ProcessorSettings
@@ -102,7 +103,7 @@ async def publish(bootstrap: str, topic: str, records: dict[bytes, bytes]) -> in
 
 async def republish(settings: ProcessorSettings, args: argparse.Namespace) -> int:
     bootstrap, t = settings.bootstrap_servers, settings.topics
-    source = t.name(t.suppression)
+    source = generation_topics(settings).suppression
     target: str = args.to or source
     if target == source:
         await refuse_if_active(bootstrap, settings.group_id, f"re-send into {source}")
