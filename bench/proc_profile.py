@@ -4,13 +4,12 @@ summarised by package (own time) and by function."""
 from __future__ import annotations
 
 import asyncio
-import pstats
 import re
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import profiling
 from bench.proc_kafka import Broker, cpu_seconds
 from bench.proc_runs import Names, command, faust_env, process
 
@@ -51,21 +50,8 @@ def _group(filename: str, funcname: str) -> str:
 
 
 def summarise(path: Path, top: int = 15) -> ProfileRun:
-    stats = pstats.Stats(str(path))
-    raw: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
-    raw = stats.stats  # type: ignore[attr-defined]
-    groups: dict[str, float] = defaultdict(float)
-    functions: list[tuple[str, float]] = []
-    total = 0.0
-    for (filename, line, funcname), (_, _, tottime, _, _) in raw.items():
-        total += tottime
-        groups[_group(filename, funcname)] += tottime
-        short = filename.split("site-packages/")[-1].split("/main/")[-1]
-        where = "" if filename == "~" else f" ({short}:{line})"
-        functions.append((f"{funcname}{where}", tottime))
-    functions.sort(key=lambda f: f[1], reverse=True)
-    ordered = sorted(groups.items(), key=lambda g: g[1], reverse=True)
-    return ProfileRun(total=total, groups=ordered, functions=functions[:top])
+    summary = profiling.summarise(path, top, group=_group)
+    return ProfileRun(total=summary.total_s, groups=summary.groups, functions=summary.functions)
 
 
 async def profile_worker(broker: Broker, names: Names, workdir: Path, seconds: float) -> ProfileRun:

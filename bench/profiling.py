@@ -5,9 +5,11 @@ from __future__ import annotations
 import pstats
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 SITE = re.compile(r"site-packages/([A-Za-z0-9_]+)")
 STDLIB = re.compile(r"/lib/python3\.\d+/([A-Za-z0-9_]+)")
 PROJECT = re.compile(r"/(ingest|schemas|bench|processors)/")
@@ -41,7 +43,12 @@ def _group(filename: str, funcname: str) -> str:
     return "other"
 
 
-def summarise(path: Path, top: int = 12) -> ProfileSummary:
+def summarise(
+    path: Path, top: int = 12, group: Callable[[str, str], str] | None = None
+) -> ProfileSummary:
+    """Own time by ``group(filename, funcname)`` (default: the server grouping) and the
+    ``top`` functions by own time."""
+    group = group or _group
     stats = pstats.Stats(str(path))
     raw: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
     raw = stats.stats  # type: ignore[attr-defined]
@@ -50,7 +57,7 @@ def summarise(path: Path, top: int = 12) -> ProfileSummary:
     total = 0.0
     for (filename, line, funcname), (_, _, tottime, _, _) in raw.items():
         total += tottime
-        groups[_group(filename, funcname)] += tottime
+        groups[group(filename, funcname)] += tottime
         where = "" if filename == "~" else f" ({_short(filename)}:{line})"
         name = "uvloop event loop, C (seen as run_app)" if funcname == "run_app" else funcname
         functions.append((f"{name}{where}", tottime))
@@ -60,7 +67,7 @@ def summarise(path: Path, top: int = 12) -> ProfileSummary:
 
 
 def _short(filename: str) -> str:
-    for marker in ("site-packages/", "/work/main/", "/lib/python3.11/"):
+    for marker in ("site-packages/", f"{REPO}/", "/lib/python3.11/"):
         if marker in filename:
             return filename.split(marker, 1)[1]
     return filename
