@@ -7,11 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-
-from processors.ops.kafkaio import latest_by_key, read_all
-
-__all__ = ["latest_by_key", "read_all"]
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 
 def unique(prefix: str) -> str:
@@ -96,3 +92,47 @@ async def wait_committed(
     finally:
         await admin.close()
     return committed
+
+
+# The tests read topics with their own plain aiokafka code, deliberately not with
+# processors.ops.kafkaio: what the product wrote is checked by a reader it does not share.
+
+
+async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record now in ``topic`` (all partitions, up to their current end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        # All topics' metadata: naming a missing topic could auto-create it.
+        metadata = await consumer._client.fetch_all_metadata()
+        tps = [TopicPartition(topic, p) for p in metadata.partitions_for_topic(topic) or ()]
+        if tps:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                while await consumer.position(tp) < ends[tp]:
+                    batch = await consumer.getmany(tp, timeout_ms=500)
+                    records.extend(batch.get(tp, []))
+    finally:
+        try:
+            await consumer.stop()
+        except asyncio.CancelledError:
+            # aiokafka 0.14 raises this from stop() when nothing was ever assigned; a real
+            # cancellation of this task is passed on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+    return records
+
+
+def latest_by_key(records: Sequence[ConsumerRecord[bytes, bytes]]) -> dict[bytes, bytes]:
+    """What a compacted topic or a changelog says now: the last value per key."""
+    latest: dict[bytes, bytes] = {}
+    for r in records:
+        if r.key is not None and r.value is not None:
+            latest[r.key] = r.value
+        elif r.key is not None:
+            latest.pop(r.key, None)
+    return latest

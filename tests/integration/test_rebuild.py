@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from processors.ops.kafkaio import latest_by_key, read_all
 from processors.ops.rebuild import suppression_status
+from tests.integration.helpers import latest_by_key, read_all
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import running_ingest
 from tests.integration.test_processors import eventually

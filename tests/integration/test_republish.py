@@ -12,8 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from processors.ops.common import describe_group
-from processors.ops.kafkaio import latest_by_key
-from tests.integration.helpers import read_all
+from tests.integration.helpers import latest_by_key, read_all
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import running_ingest
 from tests.integration.test_processors import eventually
