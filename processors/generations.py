@@ -51,15 +51,11 @@ async def read_active(settings: ProcessorSettings) -> ActiveGeneration | None:
     return ActiveGeneration.model_validate_json(value) if value else None
 
 
-async def write_active(settings: ProcessorSettings, generation: str) -> ActiveGeneration:
-    """Mark ``generation`` active (acks=all) and return the record written."""
-    await ensure_topics(settings.bootstrap_servers, [control_spec(settings)])
-    current = await read_active(settings)
-    record = ActiveGeneration(
-        generation=generation,
-        since=datetime.now(UTC),
-        previous=current.generation if current else None,
-    )
+async def write_active(
+    settings: ProcessorSettings, generation: str, previous: str | None
+) -> ActiveGeneration:
+    """Mark ``generation`` active (acks=all; the control topic exists) and return the record."""
+    record = ActiveGeneration(generation=generation, since=datetime.now(UTC), previous=previous)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
     )
@@ -78,7 +74,7 @@ async def resolve_active(settings: ProcessorSettings) -> str:
     await ensure_topics(settings.bootstrap_servers, [control_spec(settings)])
     current = await read_active(settings)
     if current is None:
-        await write_active(settings, settings.generation)
+        await write_active(settings, settings.generation, previous=None)
         current = await read_active(settings)  # two first workers may race: last one wins
     assert current is not None
     return current.generation

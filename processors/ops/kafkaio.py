@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -94,11 +94,25 @@ async def group_lag(bootstrap: str, group_id: str, topics: Sequence[str]) -> dic
         await consumer.stop()
 
 
-async def commit_to_end(bootstrap: str, group_id: str, topics: Sequence[str]) -> None:
-    """Commit ``group_id``'s offsets on ``topics`` at their current end (group not running)."""
+async def commit_offsets(
+    bootstrap: str, group_id: str, offsets: Mapping[TopicPartition, int]
+) -> None:
+    """Commit ``offsets`` for ``group_id`` from outside it: a consumer in the group with the
+    partitions assigned by hand. The broker rejects it while the group has live members."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
     )
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(dict(offsets))
+    finally:
+        await _stop_quietly(consumer)
+
+
+async def commit_to_end(bootstrap: str, group_id: str, topics: Sequence[str]) -> None:
+    """Commit ``group_id``'s offsets on ``topics`` at their current end (group not running)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         metadata = await consumer._client.fetch_all_metadata()
@@ -107,9 +121,8 @@ async def commit_to_end(bootstrap: str, group_id: str, topics: Sequence[str]) ->
             for topic in topics
             for p in sorted(metadata.partitions_for_topic(topic) or ())
         ]
-        if tps:
-            consumer.assign(tps)
-            ends = await consumer.end_offsets(tps)
-            await consumer.commit(ends)
+        ends = await consumer.end_offsets(tps) if tps else {}
     finally:
         await _stop_quietly(consumer)
+    if ends:
+        await commit_offsets(bootstrap, group_id, ends)

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.generations import generation_topics, read_active, write_active
@@ -45,6 +44,7 @@ from processors.ops.kafkaio import (
     read_all,
     read_table,
 )
+from processors.ops.republish import publish
 from processors.settings import ProcessorSettings
 
 TABLES = ("addresses", "messages")
@@ -229,14 +229,7 @@ async def reconcile_commands(settings: ProcessorSettings, generation: str) -> in
         for key, value in shadow.items()
         if key not in live or suppression_status(live[key]) != suppression_status(value)
     }
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        for key, value in stale.items():
-            await producer.send_and_wait(live_topic, key=key, value=value)
-    finally:
-        await producer.stop()
-    return len(stale)
+    return await publish(bootstrap, live_topic, stale) if stale else 0
 
 
 async def _switch(settings: ProcessorSettings, args: argparse.Namespace) -> int:
@@ -259,7 +252,7 @@ async def _switch(settings: ProcessorSettings, args: argparse.Namespace) -> int:
     hops = generation_topics(settings, shadow=False)
     group = _generation(settings, new).group_id
     await commit_to_end(settings.bootstrap_servers, group, [hops.email_events, hops.message_events])
-    record = await write_active(settings, new)
+    record = await write_active(settings, new, previous=live)
     print(
         f"published {copied} address(es) whose latest status only {new} had; {new} is active since "
         f"{record.since:%Y-%m-%d %H:%M:%S} UTC (was {live}). Start the workers with "

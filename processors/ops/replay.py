@@ -32,6 +32,7 @@ from processors.ops.common import (
     run_command,
     topic_partitions,
 )
+from processors.ops.kafkaio import commit_offsets
 from processors.settings import ProcessorSettings
 
 
@@ -71,20 +72,13 @@ async def plan(bootstrap: str, group: str, topics: list[str], to: datetime | Non
 
 
 async def commit(bootstrap: str, group: str, moves: list[Move]) -> None:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
     try:
-        consumer.assign([m.tp for m in moves])
-        await consumer.commit({m.tp: m.new for m in moves})
+        await commit_offsets(bootstrap, group, {m.tp: m.new for m in moves})
     except CommitFailedError:
         raise OpsError(
             f"the broker rejected the reset of group {group}: a consumer joined it meanwhile; "
             "stop the workers and run the command again"
         ) from None
-    finally:
-        await consumer.stop()
 
 
 def format_plan(moves: list[Move]) -> str:
