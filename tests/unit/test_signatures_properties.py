@@ -18,7 +18,7 @@ from ingest.errors import VerificationError
 from ingest.settings import SourceSettings
 from ingest.signatures import Verified, Verifier, WebhookRequest, build_verifier
 from schemas.common import PROVIDER_KINDS
-from tests.fixtures.signing import mandrill_form, sendgrid_keys, ses_signer, sign
+from tests.fixtures.signing import SIGNATURE_HEADERS, mandrill_form, sendgrid_keys, ses_signer, sign
 
 NOW = 1_700_000_000.0
 SENDGRID = sendgrid_keys()
@@ -35,21 +35,7 @@ CONFIG = {
     "ses": ("unused", "unused"),
     "mandrill": ("mandrill-key", "mandrill-key"),
 }
-HEADER_NAMES = [
-    "X-NexusProMail-Signature",
-    "X-Webhook-Signature",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "svix-id",
-    "svix-timestamp",
-    "svix-signature",
-    "X-Twilio-Email-Event-Webhook-Signature",
-    "X-Twilio-Email-Event-Webhook-Timestamp",
-    "Authorization",
-    "X-Mandrill-Signature",
-    "x-amz-sns-message-type",
-]
+HEADER_NAMES = list(SIGNATURE_HEADERS)
 REASONS = {
     "missing_header",
     "malformed_header",
