@@ -6,27 +6,28 @@
   An operator's manual action (provider ``admin``) goes to ``email.events`` only, as a
   ``ManualAction`` marked by the ``mailpulse.value_type`` header.
 * ``addresses``: ``email.events`` (canonical events and manual actions) -> the
-  ``addresses`` table, and suppression commands to
-  the compacted ``suppression.commands`` topic. The command is acknowledged by the broker
-  *before* the table write, so a crash can repeat a command but never lose one.
+  ``addresses`` table, and suppression commands to the compacted
+  ``suppression.commands`` topic. The table's changelog record is written only after the
+  broker acknowledged the event's commands, so a crash can repeat a command but never
+  lose one.
 * ``messages``: ``message.events`` -> the ``messages`` table (manual actions are ignored).
 
-Each agent handles one event at a time inside Faust's stream iteration: Faust (and its
-RocksDB store) pick the table partition from the *current* event, so batching writes
-across events of different partitions would file keys under the wrong partition.
+The two stateful agents ack their events themselves, through ``OrderedWriter``
+(processors/writer.py): an event's offset is committed only once its commands and its
+changelog record are on the broker. Each event is applied inside Faust's stream
+iteration, because the RocksDB store files a key under the *current* event's partition.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import structlog
-from pydantic import ValidationError
 
 from processors.errors import NormaliseError
 from processors.generations import generation_topics
@@ -34,6 +35,7 @@ from processors.metrics import ProcessorMetrics
 from processors.normalise import is_manual_action, normalise, normalise_manual_action
 from processors.settings import ProcessorSettings
 from processors.transitions import apply_address_event, apply_manual_action, apply_message_event
+from processors.writer import OrderedWriter
 from schemas.commands import (
     MANUAL_ACTION_VALUE_TYPE,
     VALUE_TYPE_HEADER,
@@ -68,6 +70,13 @@ def _text_headers(headers: Any) -> dict[str, str]:
 
 def _is_manual_action(event: faust.EventT[bytes]) -> bool:
     return _text_headers(event.message.headers).get(VALUE_TYPE_HEADER) == MANUAL_ACTION_VALUE_TYPE
+
+
+def _key_value(event: faust.EventT[bytes]) -> tuple[bytes, bytes]:
+    key, value = event.message.key, event.message.value
+    if not key or value is None:
+        raise ValueError("a record without a key or without a value")
+    return key, value
 
 
 _MANUAL_ACTION_HEADERS = [(VALUE_TYPE_HEADER, MANUAL_ACTION_VALUE_TYPE.encode())]
@@ -179,63 +188,68 @@ def register_agents(
 
     @app.agent(topo.email_events, name="addresses")
     async def addresses(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            manual = _is_manual_action(event)
-            try:
-                parsed = (ManualAction if manual else CanonicalEvent).model_validate_json(
-                    event.message.value
-                )
-            except ValidationError as exc:
-                reason = "invalid_manual_action" if manual else "invalid_canonical_event"
-                await send_to_dlq(event, "addresses", reason, str(exc))
-                continue
-            key = event.message.key
-            stored = topo.addresses.get(key)
-            state = AddressState.model_validate_json(stored) if stored else None
-            if isinstance(parsed, ManualAction):
-                new_state, commands = apply_manual_action(state, parsed, policy)
-            else:
-                new_state, commands = apply_address_event(state, parsed, policy)
-            if new_state == state:
-                metrics.duplicates.labels("addresses").inc()
-                continue
-            await publish_commands(commands)
-            topo.addresses[key] = new_state.model_dump_json().encode()
-            metrics.applied.labels("addresses").inc()
+        async with OrderedWriter(app, topo.addresses, stream) as writer:
+            async for event in writer.events():
+                manual = _is_manual_action(event)
+                try:
+                    key, value = _key_value(event)
+                    parsed = (ManualAction if manual else CanonicalEvent).model_validate_json(value)
+                except ValueError as exc:  # pydantic's ValidationError is one
+                    reason = "invalid_manual_action" if manual else "invalid_canonical_event"
+                    await send_to_dlq(event, "addresses", reason, str(exc))
+                    await writer.skip(event)
+                    continue
+                stored = topo.addresses.get(key)
+                state = AddressState.model_validate_json(stored) if stored else None
+                if isinstance(parsed, ManualAction):
+                    new_state, commands = apply_manual_action(state, parsed, policy)
+                else:
+                    new_state, commands = apply_address_event(state, parsed, policy)
+                if new_state == state:
+                    metrics.duplicates.labels("addresses").inc()
+                    await writer.skip(event)
+                    continue
+                acks = [await publish_command(command) for command in commands]
+                await writer.write(event, key, new_state.model_dump_json().encode(), acks)
+                metrics.applied.labels("addresses").inc()
 
-    async def publish_commands(commands: list[SuppressionCommand]) -> None:
-        # Await the broker's ack before the caller writes the table (DESIGN.md §3).
-        for command in commands:
-            future = await topo.suppression.send(
-                key=command.address.encode(), value=command.model_dump_json().encode()
-            )
-            await future
-            metrics.commands.labels(command.change.action).inc()
-            log.info(
-                "suppression_command",
-                address=command.address,
-                action=command.change.action,
-                scope=command.change.scope,
-                reason=command.change.reason,
-                command_id=command.command_id,
-            )
+    async def publish_command(command: SuppressionCommand) -> Awaitable[Any]:
+        # The writer awaits the broker's ack before the table's changelog write
+        # (DESIGN.md §3); the next event does not wait for it.
+        ack = await topo.suppression.send(
+            key=command.address.encode(), value=command.model_dump_json().encode()
+        )
+        metrics.commands.labels(command.change.action).inc()
+        log.info(
+            "suppression_command",
+            address=command.address,
+            action=command.change.action,
+            scope=command.change.scope,
+            reason=command.change.reason,
+            command_id=command.command_id,
+        )
+        return ack
 
     @app.agent(topo.message_events, name="messages")
     async def messages(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            if _is_manual_action(event):  # they concern addresses, not messages
-                continue
-            try:
-                ce = CanonicalEvent.model_validate_json(event.message.value)
-            except ValidationError as exc:
-                await send_to_dlq(event, "messages", "invalid_canonical_event", str(exc))
-                continue
-            key = event.message.key
-            stored = topo.messages.get(key)
-            state = MessageState.model_validate_json(stored) if stored else None
-            new_state = apply_message_event(state, ce, policy)
-            if new_state == state:
-                metrics.duplicates.labels("messages").inc()
-                continue
-            topo.messages[key] = new_state.model_dump_json().encode()
-            metrics.applied.labels("messages").inc()
+        async with OrderedWriter(app, topo.messages, stream) as writer:
+            async for event in writer.events():
+                if _is_manual_action(event):  # they concern addresses, not messages
+                    await writer.skip(event)
+                    continue
+                try:
+                    key, value = _key_value(event)
+                    ce = CanonicalEvent.model_validate_json(value)
+                except ValueError as exc:  # pydantic's ValidationError is one
+                    await send_to_dlq(event, "messages", "invalid_canonical_event", str(exc))
+                    await writer.skip(event)
+                    continue
+                stored = topo.messages.get(key)
+                state = MessageState.model_validate_json(stored) if stored else None
+                new_state = apply_message_event(state, ce, policy)
+                if new_state == state:
+                    metrics.duplicates.labels("messages").inc()
+                    await writer.skip(event)
+                    continue
+                await writer.write(event, key, new_state.model_dump_json().encode())
+                metrics.applied.labels("messages").inc()
