@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 
+import mode.loop
 import structlog
 
 from ingest.logs import configure_logging
@@ -21,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv) or ["worker"]
     settings = load_settings()
     configure_logging(settings.log_level)
+    # uvloop unless FAUST_LOOP says otherwise: asyncio's own scheduler was a fifth of the
+    # worker's CPU (BENCHMARKS.md, processors profile).
+    mode.loop.use(os.environ.get("FAUST_LOOP", "uvloop"))
     # Our topics exist with the right partition counts before any client can auto-create
     # them with the broker's default.
     active = asyncio.run(resolve_active(settings))

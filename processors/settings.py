@@ -63,16 +63,13 @@ class ProcessorSettings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     datadir: Path = Path("var/processors")
     store: str = "rocksdb://"
-    # Faust writes RocksDB before its changelog record is sent, so after a kill -9 the
-    # local store can hold writes the changelog never got; a skipped duplicate would then
+    # The local store runs ahead of the changelog by the events in flight, so after a
+    # kill -9 it can hold writes the changelog never got; a skipped duplicate would then
     # never reach the changelog. Starting from the changelog alone avoids that (at the
     # cost of a longer recovery). See README "Crash safety".
     wipe_local_state_on_start: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = 6066
-    # Events handled per batch; a batch is flushed after at most `batch_within_s`.
-    batch_size: int = Field(default=500, ge=1)
-    batch_within_s: float = Field(default=0.05, gt=0)
     log_level: str = "info"
     admin_token: SecretStr | None = None
     policy: Policy = Policy()
