@@ -102,7 +102,7 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, bench: Bench, workdir
             last_faust = len(order) - 1 - order[::-1].index("faust") if order else -1
 
             async def latency(result: RunResult) -> None:
-                rate = args.latency_share * bench.faust_rate(result)
+                rate = args.latency_rate or args.latency_share * bench.faust_rate(result)
                 log(f"latency: {rate:,.0f} hard bounces/s for {args.latency_seconds:.0f}s")
                 bench.latency = await measure(
                     broker,
@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="per run, seconds")
     parser.add_argument("--latency-seconds", type=float, default=25.0, help="0 = skip")
     parser.add_argument("--latency-share", type=float, default=0.5, help="x Faust throughput")
+    parser.add_argument(
+        "--latency-rate", type=float, default=0.0, help="events/s, overrides --latency-share"
+    )
     parser.add_argument("--profile-seconds", type=float, default=20.0, help="0 = skip")
     parser.add_argument("--keep-topics", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)

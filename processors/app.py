@@ -46,6 +46,7 @@ def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
         topic_replication_factor=settings.topics.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_linger=settings.producer_linger_s,
         # At-least-once plus our own dedupe (DESIGN.md §3, §6): no Kafka transactions.
         processing_guarantee="at_least_once",
         # A crashed worker must hand its partitions over quickly.

@@ -68,6 +68,8 @@ class ProcessorSettings(BaseSettings):
     # never reach the changelog. Starting from the changelog alone avoids that (at the
     # cost of a longer recovery). See README "Crash safety".
     wipe_local_state_on_start: bool = True
+    # How long the producer waits to fill a batch: fewer, larger produce requests.
+    producer_linger_s: float = Field(default=0.005, ge=0, le=1)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     log_level: str = "info"
