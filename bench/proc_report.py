@@ -153,7 +153,7 @@ def render(bench: Bench, kafka: LocalKafka) -> str:
         "consumer group and output topics, interleaved plain, Faust, plain, Faust. "
         "**Faust (A)**: `python -m processors worker` as shipped (RocksDB, normaliser → "
         "email.events/message.events → address and message agents, command ack before the "
-        "table write, changelogs). **Plain loop (B)**: `bench/proc_plain.py`, one aiokafka "
+        "changelog write, an event acked once its changelog record is). **Plain loop (B)**: `bench/proc_plain.py`, one aiokafka "
         "consumer of the raw topic → the same `normalise` and pure transitions → produce "
         "state records and commands (acks=all), state in a dict, offsets committed after "
         "the batch's produce acks. Rate = raw records / time from the first output record "
