@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.logs import json_handler
 from ingest.openapi import served as openapi_document
 from processors.admin import register_admin
 from processors.agents import Topology, register_agents
@@ -13,6 +16,18 @@ from processors.generations import control_spec, generation_topics
 from processors.metrics import ProcessorMetrics
 from processors.settings import ProcessorSettings
 from schemas.topics import COMPACTED_CONFIG, DLQ_CONFIG, EVENTS_CONFIG, RAW_CONFIG, TopicSpec
+
+
+class QuietWorker(faust.Worker):
+    """Faust's worker without its terminal spinner.
+
+    The spinner hooks a log handler in and sets the root logger to DEBUG so that it can
+    spin on every record: every ``logger.debug`` in Faust and aiokafka (one per message
+    sent) would then build a record that no handler prints.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """Leave the root logger as ``configure_logging`` set it."""
 
 
 def topic_specs(settings: ProcessorSettings) -> list[TopicSpec]:
@@ -53,6 +68,11 @@ def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
         table_standby_replicas=0,
+        # The worker re-configures logging when it starts: keep our JSON lines on stdout
+        # instead of its coloured text (no handlers of its own, ours added after).
+        logging_config={"version": 1, "disable_existing_loggers": False},
+        loghandlers=[json_handler(settings.log_level)],
+        Worker=QuietWorker,
     )
     topology = Topology.declare(app, settings)
     metrics = ProcessorMetrics()

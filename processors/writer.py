@@ -28,6 +28,7 @@ acked (Faust's ``stream_wait_empty``), i.e. until the changelog has caught up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class OrderedWriter:
         # Events still queued are not acked: they are processed again after a restart.
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task  # its failure, if any, was logged and crashed the worker
 
     def events(self) -> AsyncIterator[faust.EventT[bytes]]:
         """The agent's events; each must then go to ``write`` or ``skip``."""

@@ -170,6 +170,19 @@ async def test_retries_batches_and_dlq(pipeline: Pipeline, tmp_path: Path) -> No
     import base64
 
     assert base64.b64decode(dlq[0]["raw"]["body_b64"]) == generic_garbage
+    # The worker's own logs stay JSON once Faust has started (it re-configures logging).
+    logged = [
+        orjson.loads(line)
+        for log in pipeline.workdir.glob("worker-g1-*.log")
+        for line in log.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert any(
+        entry.get("event") == "sent_to_dlq" and entry.get("reason") == "invalid_json"
+        for entry in logged
+    ), logged
+    # ... at the configured level (warning here): no debug or info records.
+    assert {entry.get("level") for entry in logged} <= {"warning", "error", "critical"}, logged
 
 
 async def test_sendgrid_batch_updates_each_address(kafka_bootstrap: str, tmp_path: Path) -> None:
