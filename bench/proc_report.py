@@ -134,7 +134,7 @@ def render(bench: Bench, kafka: LocalKafka) -> str:
     out = [
         "## Processors throughput: Faust pipeline vs a plain aiokafka loop",
         "",
-        "Run: `.venv/bin/python -m bench.processors_throughput` (about 10 minutes with the "
+        "Run: `.venv/bin/python -m bench.processors_throughput` (about 20 minutes with the "
         "default 200,000 events; reuses a running `localkafka` broker, starts one otherwise; "
         "`--help` lists the knobs). It rewrites this section.",
         "",
