@@ -16,6 +16,7 @@ import csv
 import io
 from typing import Any
 
+import aiohttp
 import faust
 import orjson
 from faust.exceptions import SameNode
@@ -64,6 +65,14 @@ def local_suppressions(
             )
     rows.sort(key=lambda r: r["address"])
     return rows[:limit]
+
+
+# A peer worker that does not answer in time (e.g. mid-rebalance) gives a 503, not a hang.
+_PEER_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+def _unavailable(view: View, host: object) -> Response:
+    return _json(view, {"error": "worker_unavailable", "worker": str(host)}, status=503)
 
 
 def register_api(app: faust.App, topo: Topology, settings: ProcessorSettings) -> None:
@@ -122,12 +131,15 @@ def register_api(app: faust.App, topo: Topology, settings: ProcessorSettings) ->
                     "limit": str(limit),
                     **({"scope": scope} if scope else {}),
                 }
-                async with app.http_client.get(url, params=params) as resp:
-                    if resp.status != 200:
-                        return _json(
-                            self, {"error": "worker_unavailable", "worker": str(host)}, status=503
-                        )
-                    rows += orjson.loads(await resp.read())
+                try:
+                    async with app.http_client.get(
+                        url, params=params, timeout=_PEER_TIMEOUT
+                    ) as resp:
+                        if resp.status != 200:
+                            return _unavailable(self, host)
+                        rows += orjson.loads(await resp.read())
+                except (TimeoutError, aiohttp.ClientError):
+                    return _unavailable(self, host)
             rows.sort(key=lambda r: r["address"])
             page = rows[:limit]
             cursor = page[-1]["address"] if len(rows) > limit or len(page) == limit else None

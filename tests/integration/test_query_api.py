@@ -33,7 +33,9 @@ async def test_two_workers_route_queries_to_the_partition_owner(
         for i in range(24)
     ]
     ports = [free_port(), free_port()]
-    async with running_ingest(p.ingest_settings()), aiohttp.ClientSession() as s:
+    # A worker that does not answer fails the test within seconds, naming the URL.
+    timeout = aiohttp.ClientTimeout(total=20)
+    async with running_ingest(p.ingest_settings()), aiohttp.ClientSession(timeout=timeout) as s:
         for e in events:
             assert await p.post_nexus(s, e) == 200
         with contextlib.ExitStack() as stack:
