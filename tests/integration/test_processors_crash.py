@@ -108,13 +108,16 @@ async def test_kill_minus_nine_mid_stream_matches_undisturbed_run(
     assert {c["command_id"] for c in await p.commands("crash")} == ref_commands
 
 
-async def _quiet(probe: Any, rounds: int = 6) -> Any:
-    """Poll until the result stops changing for a few rounds."""
+async def _quiet(probe: Any, rounds: int = 6, timeout: float = 90.0) -> Any:
+    """Poll until the result stops changing for a few rounds; fail if it never does."""
     import asyncio
+    import time
 
+    deadline = time.monotonic() + timeout
     last = await probe()
     stable = 0
     while stable < rounds:
+        assert time.monotonic() < deadline, f"still changing after {timeout:.0f} s"
         await asyncio.sleep(0.5)
         now = await probe()
         stable = stable + 1 if now == last else 0
