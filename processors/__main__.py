@@ -9,14 +9,37 @@ import sys
 
 import mode.loop
 import structlog
+from filelock import FileLock, Timeout
 
 from ingest.logs import configure_logging
 from processors.app import create_app, topic_specs
 from processors.generations import generation_topics, resolve_active
-from processors.settings import load_settings
+from processors.settings import ProcessorSettings, load_settings
 from schemas.topics import ensure_topics
 
 log = structlog.get_logger("processors")
+
+
+def claim_datadir(settings: ProcessorSettings) -> FileLock:
+    """Lock the generation's data dir for this process, or exit if another worker has it.
+
+    A worker wipes its data dir at start and keeps RocksDB files there: two workers
+    sharing one would delete and overwrite each other's state. The lock is a file beside
+    the directory (the wipe removes the directory) and is released when the process exits,
+    however it exits.
+    """
+    datadir = settings.datadir / settings.generation
+    settings.datadir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(settings.datadir / f"{settings.generation}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.error("datadir_in_use", datadir=str(datadir))
+        raise SystemExit(
+            f"{datadir} is in use by another worker: give each worker on this host its own "
+            "data dir (MAILPULSE_PROCESSORS__DATADIR)"
+        ) from None
+    return lock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         active=active,
         commands_topic=generation_topics(settings).suppression,
     )
+    lock = claim_datadir(settings)  # held until the process exits
     if settings.wipe_local_state_on_start:
         shutil.rmtree(settings.datadir / settings.generation, ignore_errors=True)
     app, _ = create_app(settings)
@@ -46,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         args += ["--loglevel", "warn" if settings.log_level == "warning" else settings.log_level]
     sys.argv = [sys.argv[0], *args]
     app.main()
+    lock.release()
     return 0
 
 

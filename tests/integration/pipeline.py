@@ -107,7 +107,9 @@ class Pipeline:
         """A worker process (``python -m module worker``, by default the real one)."""
         port = web_port or free_port()
         log = self.workdir / f"worker-{generation}-{port}.log"
-        full_env = {**self.worker_env(generation, port), **(env or {})}
+        # One data dir per worker process, as on separate hosts (a worker locks its own).
+        own_datadir = {"MAILPULSE_PROCESSORS__DATADIR": str(self.workdir / f"data-{port}")}
+        full_env = {**self.worker_env(generation, port), **own_datadir, **(env or {})}
         with service_process(module, ["worker"], full_env, log) as proc:
             self._workers.append((proc, log))
             try:
