@@ -14,8 +14,10 @@
 
 The two stateful agents ack their events themselves, through ``OrderedWriter``
 (processors/writer.py): an event's offset is committed only once its commands and its
-changelog record are on the broker. Each event is applied inside Faust's stream
-iteration, because the RocksDB store files a key under the *current* event's partition.
+changelog record are on the broker. Every agent takes its records through an
+``OffsetGuard`` (processors/offsets.py): in offset order per partition, with no hole.
+Each event is applied inside Faust's stream iteration, because the RocksDB store files a
+key under the *current* event's partition.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import base64
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
@@ -33,6 +35,7 @@ from processors.errors import NormaliseError
 from processors.generations import generation_topics
 from processors.metrics import ProcessorMetrics
 from processors.normalise import is_manual_action, normalise, normalise_manual_action
+from processors.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
 from processors.settings import ProcessorSettings
 from processors.transitions import apply_address_event, apply_manual_action, apply_message_event
 from processors.writer import OrderedWriter
@@ -121,6 +124,12 @@ def register_agents(
     """Attach the three agents to ``app``."""
     policy = settings.policy
     options = settings.normalise
+    committed = CommittedOffsets(settings.bootstrap_servers, settings.group_id)
+
+    def guard(name: str) -> OffsetGuard:
+        # Called as each agent starts, before the consumer's fetch loop runs.
+        keep_every_fetched_record(app.consumer)
+        return OffsetGuard(app.consumer, committed, name)
 
     async def send_to_dlq(event: faust.EventT[bytes], stage: str, reason: str, detail: str) -> None:
         message = event.message
@@ -148,47 +157,58 @@ def register_agents(
             offset=message.offset,
         )
 
+    async def normalise_one(event: faust.EventT[bytes]) -> None:
+        message = event.message
+        manual: ManualAction | None = None
+        canonical: list[CanonicalEvent] = []
+        try:
+            if message.value is None:
+                raise ValueError("a raw record without a value")
+            raw = RawWebhook.from_kafka(
+                message.value, message.headers or [], message.partition, message.offset
+            )
+            if is_manual_action(raw):
+                manual = normalise_manual_action(raw, options)
+            else:
+                canonical = normalise(raw, options)
+        except NormaliseError as exc:
+            await send_to_dlq(event, "normalise", exc.reason, exc.detail)
+            return
+        except (KeyError, ValueError) as exc:  # headers missing or unreadable
+            await send_to_dlq(event, "normalise", "invalid_raw_record", repr(exc))
+            return
+        except Exception as exc:  # a mapper bug must not kill the worker
+            log.exception("normaliser_bug", partition=message.partition, offset=message.offset)
+            await send_to_dlq(event, "normalise", "internal_error", repr(exc))
+            return
+        if manual is not None:
+            await topo.email_events.send(
+                key=manual.address.encode(),
+                value=manual.model_dump_json().encode(),
+                headers=_MANUAL_ACTION_HEADERS,
+            )
+            metrics.normalised.labels(raw.provider).inc()
+        for ce in canonical:
+            value = ce.model_dump_json().encode()
+            await topo.email_events.send(key=ce.recipient.encode(), value=value)
+            if ce.message_id:
+                await topo.message_events.send(key=ce.message_id.encode(), value=value)
+        metrics.normalised.labels(raw.provider).inc(len(canonical))
+
     @app.agent(topo.raw, name="normaliser")
     async def normaliser(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            manual: ManualAction | None = None
-            canonical: list[CanonicalEvent] = []
-            try:
-                raw = RawWebhook.from_kafka(
-                    message.value, message.headers or [], message.partition, message.offset
-                )
-                if is_manual_action(raw):
-                    manual = normalise_manual_action(raw, options)
-                else:
-                    canonical = normalise(raw, options)
-            except NormaliseError as exc:
-                await send_to_dlq(event, "normalise", exc.reason, exc.detail)
-                continue
-            except (KeyError, ValueError) as exc:  # headers missing or unreadable
-                await send_to_dlq(event, "normalise", "invalid_raw_record", repr(exc))
-                continue
-            except Exception as exc:  # a mapper bug must not kill the worker
-                log.exception("normaliser_bug", partition=message.partition, offset=message.offset)
-                await send_to_dlq(event, "normalise", "internal_error", repr(exc))
-                continue
-            if manual is not None:
-                await topo.email_events.send(
-                    key=manual.address.encode(),
-                    value=manual.model_dump_json().encode(),
-                    headers=_MANUAL_ACTION_HEADERS,
-                )
-                metrics.normalised.labels(raw.provider).inc()
-            for ce in canonical:
-                value = ce.model_dump_json().encode()
-                await topo.email_events.send(key=ce.recipient.encode(), value=value)
-                if ce.message_id:
-                    await topo.message_events.send(key=ce.message_id.encode(), value=value)
-            metrics.normalised.labels(raw.provider).inc(len(canonical))
+        # Acked by hand, after the sends were handed to the producer (which Faust flushes
+        # before it commits), and only for records the offset guard admitted.
+        manual_acks = cast(faust.Stream[bytes], stream).noack()
+        offsets = guard("normaliser")
+        async for event in manual_acks.events():
+            if await offsets.admit(event):
+                await normalise_one(event)
+                await manual_acks.ack(event)
 
     @app.agent(topo.email_events, name="addresses")
     async def addresses(stream: faust.StreamT[bytes]) -> None:
-        async with OrderedWriter(app, topo.addresses, stream) as writer:
+        async with OrderedWriter(app, topo.addresses, stream, guard("addresses")) as writer:
             async for event in writer.events():
                 manual = _is_manual_action(event)
                 try:
@@ -232,7 +252,7 @@ def register_agents(
 
     @app.agent(topo.message_events, name="messages")
     async def messages(stream: faust.StreamT[bytes]) -> None:
-        async with OrderedWriter(app, topo.messages, stream) as writer:
+        async with OrderedWriter(app, topo.messages, stream, guard("messages")) as writer:
             async for event in writer.events():
                 if _is_manual_action(event):  # they concern addresses, not messages
                     await writer.skip(event)

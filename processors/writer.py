@@ -37,6 +37,8 @@ from typing import Any, cast
 import faust
 import structlog
 
+from processors.offsets import OffsetGuard
+
 log = structlog.get_logger("processors")
 
 Ack = Awaitable[Any]
@@ -66,12 +68,14 @@ class OrderedWriter:
         app: faust.App,
         table: Any,  # faust.Table[bytes, bytes]
         stream: faust.StreamT[bytes],
+        guard: OffsetGuard | None = None,
         max_pending: int = 1000,
     ) -> None:
         self._app = app
         self._table = table
         # Events are acked by the writer, not by the iteration (``noack``).
         self._stream = cast(faust.Stream[bytes], stream).noack()
+        self._guard = guard
         self._max_in_flight = max_pending
         self._queue: asyncio.Queue[_Entry] = asyncio.Queue(maxsize=max_pending)
         self._task: asyncio.Task[None] | None = None
@@ -87,10 +91,12 @@ class OrderedWriter:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task  # its failure, if any, was logged and crashed the worker
 
-    def events(self) -> AsyncIterator[faust.EventT[bytes]]:
-        """The agent's events; each must then go to ``write`` or ``skip``."""
-        events: AsyncIterator[faust.EventT[bytes]] = self._stream.events()
-        return events
+    async def events(self) -> AsyncIterator[faust.EventT[bytes]]:
+        """The agent's events, in offset order without holes (``OffsetGuard``); each must
+        then go to ``write`` or ``skip``."""
+        async for event in self._stream.events():
+            if self._guard is None or await self._guard.admit(event):
+                yield event
 
     async def write(
         self, event: faust.EventT[bytes], key: bytes, value: bytes, commands: Sequence[Ack] = ()

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.integration.helpers import read_all, wait_committed
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import running_ingest
 from tests.integration.test_processors import eventually
@@ -84,8 +85,11 @@ async def test_kill_minus_nine_mid_stream_matches_undisturbed_run(
         return await p.table("addresses", gen)
 
     with p.worker("ref", _generation_env("ref")):
-        ref = await eventually(lambda: addresses("ref"), lambda t: set(t) == distinct, timeout=180)
-        # Let the last writes land too: wait until both tables stop changing.
+        await eventually(lambda: addresses("ref"), lambda t: set(t) == distinct, timeout=180)
+        # Let the last writes land too: every record of the raw topic and of both hops
+        # committed (an offset is committed only once its table write is acknowledged),
+        # then both tables stop changing.
+        await _all_committed(p, "ref", raw_records=len(events))
         ref = await _quiet(lambda: addresses("ref"))
         ref_messages = await _quiet(lambda: p.table("messages", "ref"))
     ref_commands = {c["command_id"] for c in await p.commands("ref")}
@@ -103,9 +107,32 @@ async def test_kill_minus_nine_mid_stream_matches_undisturbed_run(
         crash_messages = await eventually(
             lambda: p.table("messages", "crash"), lambda t: t == ref_messages, timeout=60
         )
-    assert crash == ref
+    assert crash == ref, _explain(crash, ref)
     assert crash_messages == ref_messages
     assert {c["command_id"] for c in await p.commands("crash")} == ref_commands
+
+
+async def _all_committed(p: Pipeline, gen: str, raw_records: int) -> None:
+    inputs = {p.topic("webhooks.raw"): raw_records}
+    for hop in ("email.events", "message.events"):
+        inputs[p.topic(f"{hop}.{gen}")] = len(await read_all(p.bootstrap, p.topic(f"{hop}.{gen}")))
+    for topic, total in inputs.items():
+        committed = await wait_committed(p.bootstrap, p.group(gen), topic, total, timeout=180)
+        assert committed == total, f"{topic}: {committed} of {total} offsets committed"
+
+
+def _explain(crash: dict[str, Any], ref: dict[str, Any]) -> str:
+    """Per differing address: the provider event ids one run applied and the other not."""
+    lines = []
+    for address in sorted(set(crash) | set(ref)):
+        if crash.get(address) != ref.get(address):
+            got = set((crash.get(address) or {}).get("dedupe", {}).get("seen", {}))
+            want = set((ref.get(address) or {}).get("dedupe", {}).get("seen", {}))
+            lines.append(
+                f"{address}: missing after the kill {sorted(want - got)}, "
+                f"extra {sorted(got - want)}"
+            )
+    return "\n".join(lines)
 
 
 async def _quiet(probe: Any, rounds: int = 6, timeout: float = 90.0) -> Any:

@@ -1,0 +1,206 @@
+"""``OffsetGuard``: an agent sees each partition's records in offset order, without holes.
+
+Why. Our topics are neither compacted nor transactional, so the records of a partition
+have consecutive offsets, and the raw-position dedupe (processors/transitions.py) relies
+on seeing them in that order: it skips an input at or below the highest raw position
+applied for its address. Faust does not guarantee it. Seen in this project's logs after a
+worker restart: a stream got offset 0, then offset 14. Faust's stream iterator silently
+skips records that reach it while its flow control is suspended (as it is around table
+recovery) or that carry an older rebalance generation, and nothing fetches them again in
+that generation. The records after the hole are applied; the skipped ones come back only
+after the next restart, and the dedupe then refuses those that are older than an applied
+one of the same address: an event lost, which the crash test caught, rarely. Faust's
+commit only moves over contiguous acks (apart from tolerating a hole of one record right
+after the committed offset, which it then commits past), so a hole also stalls the
+partition's commits, which is how a raw-only replay used to stall.
+
+What the guard does, per partition of one stream, per rebalance generation:
+
+* it starts at the group's committed offset, read from the broker (the partition's first
+  offset when nothing is committed);
+* a record at the next expected offset is admitted, and the expected offset moves on;
+* a record below it was seen before (a redelivery after a seek): admitted, the dedupe
+  skips it;
+* a record above it means a hole: the guard seeks the partition back to the expected
+  offset and drops records until that offset comes (seeking again if it does not come
+  within ``reseek_after_s``). A dropped record is never acked, so no offset past a hole is
+  committed. If retention deleted the missing records before anyone read them, that is not
+  a hole: the guard goes on from the partition's first offset, with a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+log = structlog.get_logger("processors")
+
+Partition = tuple[str, int]
+
+
+class CommittedOffsets:
+    """The consumer group's committed offset of a partition, as the broker has it.
+
+    Read once per partition and rebalance generation. The partition is named in the
+    request, so the broker answers for it (-1: nothing committed); a response without it
+    carries a group-level error (aiokafka does not raise those), and the read is retried.
+    """
+
+    def __init__(
+        self, bootstrap_servers: str, group_id: str, attempts: int = 50, pause_s: float = 0.2
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._group = group_id
+        self._attempts = attempts
+        self._pause_s = pause_s
+        self._cache: dict[tuple[int, Partition], int | None] = {}
+
+    async def get(self, generation: int, topic: str, partition: int) -> int | None:
+        """The committed offset, or None when nothing is committed; LookupError if the
+        broker does not say (after ``attempts`` tries)."""
+        key = (generation, (topic, partition))
+        if key not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[0] == generation}
+            self._cache[key] = await self._read(TopicPartition(topic, partition))
+        return self._cache[key]
+
+    async def _read(self, tp: TopicPartition) -> int | None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await admin.start()
+        try:
+            for _ in range(self._attempts):
+                offsets = await admin.list_consumer_group_offsets(self._group, partitions=[tp])
+                if tp in offsets:
+                    offset = offsets[tp].offset
+                    return offset if offset >= 0 else None
+                await asyncio.sleep(self._pause_s)
+        finally:
+            await admin.close()
+        raise LookupError(f"the broker did not give {self._group}'s committed offset of {tp}")
+
+
+class _NoReadOffsets(dict[Any, Any]):
+    """Stands in for Faust's ``Consumer._read_offset``, and never holds an offset.
+
+    Faust's fetch loop drops each fetched record below the partition's "read offset" and
+    records a "gap" (later treated as acked) when offsets jump. A seek resets the read
+    offset, but a record the loop holds at that moment sets it forward again, and the
+    records fetched anew from the seek position are then dropped. Seen here: after the
+    guard sought a raw partition back to offset 1, none of the records from 1 reached the
+    stream for 8 s, until the guard sought again. aiokafka already hands out each
+    partition's records in order from its position, so we keep every record it gives and
+    let ``OffsetGuard`` judge the order.
+    """
+
+    def __getitem__(self, key: Any) -> None:
+        return None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def keep_every_fetched_record(consumer: Any) -> None:
+    """Switch off Faust's read-offset filter on ``consumer`` (before its fetch loop starts)."""
+    if not isinstance(consumer._read_offset, _NoReadOffsets):
+        consumer._read_offset = _NoReadOffsets()
+
+
+class OffsetGuard:
+    """Admit a stream's events only in offset order per partition; seek back over holes."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        committed: Any,
+        name: str,
+        reseek_after_s: float = 5.0,
+    ) -> None:
+        # ``consumer``: Faust's Consumer (``seek_wait``, ``earliest_offsets``); ``committed``: a
+        # ``CommittedOffsets`` (anything with ``async get(generation)``).
+        self._consumer = consumer
+        self._committed = committed
+        self._name = name
+        self._reseek_after_s = reseek_after_s
+        self._generation: int | None = None
+        self._next: dict[Any, int] = {}
+        self._seeking: dict[Any, float] = {}  # partition -> when we last sought it back
+        self.holes = 0
+
+    async def admit(self, event: Any) -> bool:
+        """True: process ``event``. False: drop it (not acked: it comes again)."""
+        message = event.message
+        tp, offset = message.tp, message.offset
+        if message.generation_id != self._generation:
+            # A rebalance: every stream restarts at its partitions' committed offsets.
+            self._generation = message.generation_id
+            self._next.clear()
+            self._seeking.clear()
+        expected = self._next.get(tp)
+        if expected is None:
+            expected = await self._start_offset(tp, message.generation_id, offset)
+            self._next[tp] = expected
+        if offset < expected:
+            return True  # seen before: the dedupe skips it
+        if offset == expected:
+            self._next[tp] = offset + 1
+            self._seeking.pop(tp, None)
+            return True
+        sought_at = self._seeking.get(tp)
+        now = time.monotonic()
+        if sought_at is not None and now - sought_at < self._reseek_after_s:
+            return False  # the seek is under way
+        earliest = await self._earliest(tp)
+        if earliest > expected:
+            # Not a hole: retention deleted those records before anyone read them.
+            log.warning(
+                "offsets_deleted_unread",
+                stream=self._name,
+                topic=tp.topic,
+                partition=tp.partition,
+                expected=expected,
+                earliest=earliest,
+            )
+            self._next[tp] = earliest
+            return await self.admit(event)
+        if sought_at is None:
+            self.holes += 1
+        log.warning(
+            "offset_gap",
+            stream=self._name,
+            topic=tp.topic,
+            partition=tp.partition,
+            expected=expected,
+            received=offset,
+            action="seek_back",
+        )
+        self._seeking[tp] = now
+        # ``seek_wait`` runs the seek on the consumer's own thread (plain ``seek`` would
+        # touch aiokafka from this one: seen to stall the partition for good).
+        await self._consumer.seek_wait({tp: expected})
+        return False
+
+    async def _start_offset(self, tp: Any, generation: int, offset: int) -> int:
+        try:
+            committed = await self._committed.get(generation, tp.topic, tp.partition)
+        except LookupError:
+            log.warning(
+                "committed_offset_unknown",
+                stream=self._name,
+                topic=tp.topic,
+                partition=tp.partition,
+                start=offset,
+            )
+            return offset  # no reference: the first record sets the start
+        return committed if committed is not None else await self._earliest(tp)
+
+    async def _earliest(self, tp: Any) -> int:
+        earliest: dict[Any, int] = await self._consumer.earliest_offsets(tp)
+        return earliest[tp]

@@ -1,0 +1,191 @@
+"""OffsetGuard: records are admitted in offset order per partition from the committed
+offset; a hole makes it seek back to the missing offset and drop what follows until that
+offset comes; records seen before pass (the dedupe skips them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import pytest
+
+from processors.offsets import OffsetGuard, keep_every_fetched_record
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass
+class Message:
+    tp: TP
+    offset: int
+    generation_id: int = 1
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+@dataclass
+class Consumer:
+    seeks: list[tuple[TP, int]] = field(default_factory=list)
+    earliest: int = 0
+
+    async def seek_wait(self, partitions: dict[TP, int]) -> None:
+        self.seeks.extend(partitions.items())
+
+    async def earliest_offsets(self, *partitions: TP) -> dict[TP, int]:
+        return dict.fromkeys(partitions, self.earliest)
+
+
+@dataclass
+class Committed:
+    """The group's committed offsets as the broker has them."""
+
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    reads: list[int] = field(default_factory=list)
+    unknown: bool = False
+
+    async def get(self, generation: int, topic: str, partition: int) -> int | None:
+        self.reads.append(generation)
+        if self.unknown:
+            raise LookupError("no answer")
+        return self.offsets.get((topic, partition))
+
+
+P0, P1 = TP("email.events", 0), TP("email.events", 1)
+
+
+def ev(tp: TP, offset: int, generation: int = 1) -> Any:
+    return Event(Message(tp, offset, generation))
+
+
+def guard_for(committed: dict[TP, int], earliest: int = 0) -> tuple[OffsetGuard, Consumer]:
+    consumer = Consumer(earliest=earliest)
+    offsets = Committed({(tp.topic, tp.partition): o for tp, o in committed.items()})
+    return OffsetGuard(consumer, offsets, "t"), consumer
+
+
+async def admitted(guard: OffsetGuard, events: list[Any]) -> list[int]:
+    return [e.message.offset for e in events if await guard.admit(e)]
+
+
+async def test_contiguous_records_from_the_committed_offset_pass() -> None:
+    guard, consumer = guard_for({P0: 10})
+    assert await admitted(guard, [ev(P0, 10), ev(P0, 11), ev(P0, 12)]) == [10, 11, 12]
+    assert consumer.seeks == []
+
+
+async def test_a_hole_seeks_back_and_drops_until_the_missing_offset_comes() -> None:
+    guard, consumer = guard_for({P0: 10})
+    # 11 never arrives: 12 and 13 are dropped, the partition is sought back to 11 once.
+    assert await admitted(guard, [ev(P0, 10), ev(P0, 12), ev(P0, 13)]) == [10]
+    assert consumer.seeks == [(P0, 11)]
+    assert guard.holes == 1
+    # After the seek the records come again from 11, and pass.
+    assert await admitted(guard, [ev(P0, 11), ev(P0, 12), ev(P0, 13)]) == [11, 12, 13]
+
+
+async def test_a_hole_right_after_the_committed_offset_is_caught() -> None:
+    # Faust would commit past a hole of one record here (min(acked) - committed == 1).
+    guard, consumer = guard_for({P0: 10})
+    assert await admitted(guard, [ev(P0, 11)]) == []
+    assert consumer.seeks == [(P0, 10)]
+
+
+async def test_records_ahead_of_the_committed_offset_wait_for_the_earlier_ones() -> None:
+    # After a rebalance Faust can resume a stream where its fetcher stood (ahead) before
+    # it seeks to the committed offset: applying 130 before 100 would make the raw-position
+    # dedupe refuse 100..129 for the same address.
+    guard, consumer = guard_for({P0: 100})
+    assert await admitted(guard, [ev(P0, 130), ev(P0, 131)]) == []
+    assert consumer.seeks == [(P0, 100)]
+    assert await admitted(guard, [ev(P0, 100), ev(P0, 101)]) == [100, 101]
+
+
+async def test_records_below_the_expected_offset_pass() -> None:
+    # Records from before the committed offset (the fetcher's old position) or a
+    # redelivery after a seek: the dedupe skips them; they do not move the expected offset.
+    guard, consumer = guard_for({P0: 117})
+    assert await admitted(guard, [ev(P0, 0), ev(P0, 1), ev(P0, 117), ev(P0, 118)]) == [
+        0,
+        1,
+        117,
+        118,
+    ]
+    assert await admitted(guard, [ev(P0, 117), ev(P0, 118), ev(P0, 119)]) == [117, 118, 119]
+    assert consumer.seeks == []
+
+
+async def test_partitions_are_independent() -> None:
+    guard, consumer = guard_for({P0: 5, P1: 7})
+    assert await admitted(guard, [ev(P0, 5), ev(P1, 9), ev(P0, 6), ev(P1, 7)]) == [5, 6, 7]
+    assert consumer.seeks == [(P1, 7)]
+
+
+async def test_a_rebalance_restarts_from_the_newly_committed_offset() -> None:
+    consumer = Consumer()
+    committed = Committed({("email.events", 0): 3})
+    guard = OffsetGuard(consumer, committed, "t")
+    assert await admitted(guard, [ev(P0, 3), ev(P0, 4)]) == [3, 4]
+    # Another worker had the partition meanwhile and committed 40.
+    committed.offsets[("email.events", 0)] = 40
+    assert await admitted(guard, [ev(P0, 40, generation=2), ev(P0, 41, generation=2)]) == [40, 41]
+    assert consumer.seeks == []
+    assert committed.reads == [1, 2]
+
+
+async def test_when_the_broker_does_not_say_the_first_record_sets_the_start() -> None:
+    consumer = Consumer()
+    guard = OffsetGuard(consumer, Committed(unknown=True), "t")
+    assert await admitted(guard, [ev(P0, 7), ev(P0, 8), ev(P0, 10)]) == [7, 8]
+    assert consumer.seeks == [(P0, 9)]
+
+
+async def test_without_a_committed_offset_it_starts_at_the_partitions_first_offset() -> None:
+    guard, consumer = guard_for({}, earliest=0)
+    assert await admitted(guard, [ev(P0, 2), ev(P0, 0), ev(P0, 1), ev(P0, 2)]) == [0, 1, 2]
+    assert consumer.seeks == [(P0, 0)]
+
+
+async def test_records_deleted_by_retention_are_not_a_hole() -> None:
+    # Committed 10, but retention removed everything below 50 while no one read it.
+    guard, consumer = guard_for({P0: 10}, earliest=50)
+    assert await admitted(guard, [ev(P0, 50), ev(P0, 51)]) == [50, 51]
+    assert consumer.seeks == []
+    # A real hole above the log start is still one.
+    assert await admitted(guard, [ev(P0, 53)]) == []
+    assert consumer.seeks == [(P0, 52)]
+
+
+async def test_it_seeks_again_when_the_missing_offset_does_not_come(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr("processors.offsets.time.monotonic", lambda: now[0])
+    guard, consumer = guard_for({P0: 0})
+    assert await admitted(guard, [ev(P0, 2), ev(P0, 3)]) == []
+    assert consumer.seeks == [(P0, 0)]
+    now[0] += 6
+    assert await admitted(guard, [ev(P0, 4)]) == []
+    assert consumer.seeks == [(P0, 0), (P0, 0)]
+    assert guard.holes == 1
+
+
+def test_the_consumer_keeps_no_read_offset() -> None:
+    # Faust drops fetched records below a partition's read offset; we switch that off.
+    @dataclass
+    class FaustConsumer:
+        _read_offset: Any = field(default_factory=dict)
+
+    consumer = FaustConsumer({P0: 40})
+    keep_every_fetched_record(consumer)
+    consumer._read_offset[P0] = 50
+    consumer._read_offset.update({P1: 60})
+    assert consumer._read_offset[P0] is None
+    assert consumer._read_offset[P1] is None
+    assert consumer._read_offset.pop(P0, None) is None
+    assert P0 not in consumer._read_offset
