@@ -200,11 +200,11 @@ def register_agents(
         # Acked by hand, after the sends were handed to the producer (which Faust flushes
         # before it commits), and only for records the offset guard admitted.
         manual_acks = cast(faust.Stream[bytes], stream).noack()
-        offsets = guard("normaliser")
-        async for event in manual_acks.events():
-            if await offsets.admit(event):
-                await normalise_one(event)
-                await manual_acks.ack(event)
+        async with guard("normaliser") as offsets:
+            async for event in manual_acks.events():
+                if await offsets.admit(event):
+                    await normalise_one(event)
+                    await manual_acks.ack(event)
 
     @app.agent(topo.email_events, name="addresses")
     async def addresses(stream: faust.StreamT[bytes]) -> None:

@@ -24,18 +24,25 @@ What the guard does, per partition of one stream, per rebalance generation:
 * a record above it means a hole: the guard seeks the partition back to the expected
   offset and drops records until that offset comes (seeking again if it does not come
   within ``reseek_after_s``). A dropped record is never acked, so no offset past a hole is
-  committed. If retention deleted the missing records before anyone read them, that is not
-  a hole: the guard goes on from the partition's first offset, with a warning.
+  committed;
+* a hole at the end of what the partition holds has no later record to reveal it: while
+  the guard is entered (``async with``), a watcher seeks back any partition from which
+  nothing came for ``quiet_s`` while the consumer's position is past the expected offset.
+
+If retention deleted the missing records before anyone read them, that is not a hole: the
+guard goes on from the partition's first offset, with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 from aiokafka.structs import TopicPartition
 
 log = structlog.get_logger("processors")
@@ -122,6 +129,7 @@ class OffsetGuard:
         committed: Any,
         name: str,
         reseek_after_s: float = 5.0,
+        quiet_s: float = 5.0,
     ) -> None:
         # ``consumer``: Faust's Consumer (``seek_wait``, ``earliest_offsets``); ``committed``: a
         # ``CommittedOffsets`` (anything with ``async get(generation)``).
@@ -132,17 +140,59 @@ class OffsetGuard:
         self._generation: int | None = None
         self._next: dict[Any, int] = {}
         self._seeking: dict[Any, float] = {}  # partition -> when we last sought it back
+        self._last_seen: dict[Any, float] = {}  # partition -> when a record last came
+        self._quiet_s = quiet_s
+        self._watcher: asyncio.Task[None] | None = None
         self.holes = 0
+
+    async def __aenter__(self) -> OffsetGuard:
+        self._watcher = asyncio.create_task(self._watch(), name=f"offsets:{self._name}")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+
+    async def _watch(self) -> None:
+        # A hole at the end of what a partition holds shows no later record to reveal it
+        # (nor does a seek whose records got skipped again): every ``quiet_s`` seconds, a
+        # partition from which nothing came for that long while the consumer's position is
+        # past the expected offset is sought back.
+        while True:
+            await asyncio.sleep(self._quiet_s)
+            await self.check_quiet_partitions()
+
+    async def check_quiet_partitions(self) -> None:
+        """Seek back each quiet partition whose fetch position is past the expected offset."""
+        now = time.monotonic()
+        generation = self._generation
+        app = getattr(self._consumer, "app", None)
+        if app is not None and app.consumer_generation_id != generation:
+            return  # a rebalance: the expected offsets are stale until records come
+        for tp, expected in list(self._next.items()):
+            if now - self._last_seen.get(tp, now) < self._quiet_s:
+                continue
+            try:
+                position = await self._consumer.position(tp)
+            except (KafkaError, ConsumerStoppedError):  # not assigned any more, or stopping
+                continue
+            if generation != self._generation or position is None or position <= expected:
+                continue
+            await self._seek_back(tp, expected, position, now)
 
     async def admit(self, event: Any) -> bool:
         """True: process ``event``. False: drop it (not acked: it comes again)."""
         message = event.message
         tp, offset = message.tp, message.offset
+        self._last_seen[tp] = time.monotonic()
         if message.generation_id != self._generation:
             # A rebalance: every stream restarts at its partitions' committed offsets.
             self._generation = message.generation_id
             self._next.clear()
             self._seeking.clear()
+            self._last_seen = {tp: self._last_seen[tp]}
         expected = self._next.get(tp)
         if expected is None:
             expected = await self._start_offset(tp, message.generation_id, offset)
@@ -170,7 +220,11 @@ class OffsetGuard:
             )
             self._next[tp] = earliest
             return await self.admit(event)
-        if sought_at is None:
+        await self._seek_back(tp, expected, offset, now)
+        return False
+
+    async def _seek_back(self, tp: Any, expected: int, seen: int, now: float) -> None:
+        if tp not in self._seeking:
             self.holes += 1
         log.warning(
             "offset_gap",
@@ -178,14 +232,14 @@ class OffsetGuard:
             topic=tp.topic,
             partition=tp.partition,
             expected=expected,
-            received=offset,
+            received=seen,
             action="seek_back",
         )
         self._seeking[tp] = now
+        self._last_seen[tp] = now
         # ``seek_wait`` runs the seek on the consumer's own thread (plain ``seek`` would
         # touch aiokafka from this one: seen to stall the partition for good).
         await self._consumer.seek_wait({tp: expected})
-        return False
 
     async def _start_offset(self, tp: Any, generation: int, offset: int) -> int:
         try:

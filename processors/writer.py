@@ -81,10 +81,14 @@ class OrderedWriter:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> OrderedWriter:
+        if self._guard is not None:
+            await self._guard.__aenter__()
         self._task = asyncio.create_task(self._run(), name=f"writer:{self._table.name}")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._guard is not None:
+            await self._guard.__aexit__(*exc_info)
         # Events still queued are not acked: they are processed again after a restart.
         if self._task is not None:
             self._task.cancel()

@@ -4,6 +4,7 @@ offset comes; records seen before pass (the dedupe skips them)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -33,6 +34,10 @@ class Event:
 class Consumer:
     seeks: list[tuple[TP, int]] = field(default_factory=list)
     earliest: int = 0
+    positions: dict[TP, int] = field(default_factory=dict)
+
+    async def position(self, tp: TP) -> int | None:
+        return self.positions.get(tp)
 
     async def seek_wait(self, partitions: dict[TP, int]) -> None:
         self.seeks.extend(partitions.items())
@@ -189,3 +194,33 @@ def test_the_consumer_keeps_no_read_offset() -> None:
     assert consumer._read_offset[P1] is None
     assert consumer._read_offset.pop(P0, None) is None
     assert P0 not in consumer._read_offset
+
+
+async def test_a_hole_at_the_tail_is_sought_back_when_the_partition_stays_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 11 and 12 were fetched (position 13) but never reached the agent, and no later
+    # record comes to reveal the hole.
+    now = [100.0]
+    monkeypatch.setattr("processors.offsets.time.monotonic", lambda: now[0])
+    guard, consumer = guard_for({P0: 10, P1: 0})
+    assert await admitted(guard, [ev(P0, 10), ev(P1, 0)]) == [10, 0]
+    consumer.positions = {P0: 13, P1: 1}
+    await guard.check_quiet_partitions()
+    assert consumer.seeks == []  # not quiet for long enough yet
+    now[0] += 6
+    await guard.check_quiet_partitions()
+    assert consumer.seeks == [(P0, 11)]  # P1 is quiet too, but has nothing more
+    assert await admitted(guard, [ev(P0, 11), ev(P0, 12)]) == [11, 12]
+
+
+async def test_the_watcher_runs_while_the_guard_is_entered() -> None:
+    consumer = Consumer(positions={P0: 5})
+    guard = OffsetGuard(consumer, Committed({("email.events", 0): 3}), "t", quiet_s=0.01)
+    assert await admitted(guard, [ev(P0, 3)]) == [3]
+    async with guard:
+        for _ in range(100):
+            if consumer.seeks:
+                break
+            await asyncio.sleep(0.01)
+    assert consumer.seeks[0] == (P0, 4)
