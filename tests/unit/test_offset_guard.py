@@ -36,7 +36,7 @@ class Consumer:
     earliest: int = 0
     positions: dict[TP, int] = field(default_factory=dict)
 
-    async def position(self, tp: TP) -> int | None:
+    def highwater(self, tp: TP) -> int | None:
         return self.positions.get(tp)
 
     async def seek_wait(self, partitions: dict[TP, int]) -> None:
@@ -224,3 +224,25 @@ async def test_the_watcher_runs_while_the_guard_is_entered() -> None:
                 break
             await asyncio.sleep(0.01)
     assert consumer.seeks[0] == (P0, 4)
+
+
+async def test_a_partition_waiting_behind_others_is_not_sought_back_too_soon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # P0's records (11, 12) sit in Faust's buffer behind P1's: P1 keeps the stream busy.
+    now = [100.0]
+    monkeypatch.setattr("processors.offsets.time.monotonic", lambda: now[0])
+    guard, consumer = guard_for({P0: 10, P1: 0})
+    assert await admitted(guard, [ev(P0, 10)]) == [10]
+    consumer.positions = {P0: 13, P1: 100}
+    for offset in range(30):
+        now[0] += 1
+        assert await admitted(guard, [ev(P1, offset)]) == [offset]
+        await guard.check_quiet_partitions()
+    assert consumer.seeks == []
+    # ... but not forever: after ``patience`` x ``quiet_s`` (60 s) it is sought back.
+    for offset in range(30, 62):
+        now[0] += 1
+        assert await admitted(guard, [ev(P1, offset)]) == [offset]
+        await guard.check_quiet_partitions()
+    assert consumer.seeks == [(P0, 11)]
