@@ -136,8 +136,7 @@ class OffsetGuard:
         patience: float = 12.0,
     ) -> None:
         # ``consumer``: Faust's Consumer (``seek_wait``, ``highwater``, ``earliest_offsets``);
-        # ``committed``: a
-        # ``CommittedOffsets`` (anything with ``async get(generation)``).
+        # ``committed``: a ``CommittedOffsets`` (``async get(generation, topic, partition)``).
         self._consumer = consumer
         self._committed = committed
         self._name = name
