@@ -221,14 +221,7 @@ class OffsetGuard:
         earliest = await self._earliest(tp)
         if earliest > expected:
             # Not a hole: retention deleted those records before anyone read them.
-            log.warning(
-                "offsets_deleted_unread",
-                stream=self._name,
-                topic=tp.topic,
-                partition=tp.partition,
-                expected=expected,
-                earliest=earliest,
-            )
+            self._warn("offsets_deleted_unread", tp, expected=expected, earliest=earliest)
             self._next[tp] = earliest
             return await self.admit(event)
         await self._seek_back(tp, expected, offset, now)
@@ -237,15 +230,7 @@ class OffsetGuard:
     async def _seek_back(self, tp: Any, expected: int, seen: int, now: float) -> None:
         if tp not in self._seeking:
             self.holes += 1
-        log.warning(
-            "offset_gap",
-            stream=self._name,
-            topic=tp.topic,
-            partition=tp.partition,
-            expected=expected,
-            received=seen,
-            action="seek_back",
-        )
+        self._warn("offset_gap", tp, expected=expected, received=seen, action="seek_back")
         self._seeking[tp] = now
         self._last_seen[tp] = now
         # ``seek_wait`` runs the seek on the consumer's own thread (plain ``seek`` would
@@ -256,15 +241,12 @@ class OffsetGuard:
         try:
             committed = await self._committed.get(generation, tp.topic, tp.partition)
         except LookupError:
-            log.warning(
-                "committed_offset_unknown",
-                stream=self._name,
-                topic=tp.topic,
-                partition=tp.partition,
-                start=offset,
-            )
+            self._warn("committed_offset_unknown", tp, start=offset)
             return offset  # no reference: the first record sets the start
         return committed if committed is not None else await self._earliest(tp)
+
+    def _warn(self, event: str, tp: Any, **details: object) -> None:
+        log.warning(event, stream=self._name, topic=tp.topic, partition=tp.partition, **details)
 
     async def _earliest(self, tp: Any) -> int:
         earliest: dict[Any, int] = await self._consumer.earliest_offsets(tp)
