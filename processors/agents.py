@@ -13,9 +13,9 @@
 * ``messages``: ``message.events`` -> the ``messages`` table (manual actions are ignored).
 
 The two stateful agents ack their events themselves, through ``OrderedWriter``
-(processors/writer.py): an event's offset is committed only once its commands and its
+(processors/runtime/writer.py): an event's offset is committed only once its commands and its
 changelog record are on the broker. Every agent takes its records through an
-``OffsetGuard`` (processors/offsets.py): in offset order per partition, with no hole.
+``OffsetGuard`` (processors/runtime/offsets.py): in offset order per partition, with no hole.
 Each event is applied inside Faust's stream iteration, because the RocksDB store files a
 key under the *current* event's partition.
 """
@@ -35,10 +35,10 @@ from processors.errors import NormaliseError
 from processors.generations import generation_topics
 from processors.metrics import ProcessorMetrics
 from processors.normalise import is_manual_action, normalise, normalise_manual_action
-from processors.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
+from processors.runtime.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
 from processors.settings import ProcessorSettings
 from processors.transitions import apply_address_event, apply_manual_action, apply_message_event
-from processors.writer import OrderedWriter
+from processors.runtime.writer import OrderedWriter
 from schemas.commands import (
     MANUAL_ACTION_VALUE_TYPE,
     VALUE_TYPE_HEADER,

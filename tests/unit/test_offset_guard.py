@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from processors.offsets import OffsetGuard, keep_every_fetched_record
+from processors.runtime.offsets import OffsetGuard, keep_every_fetched_record
 
 
 class TP(NamedTuple):
@@ -170,7 +170,7 @@ async def test_it_seeks_again_when_the_missing_offset_does_not_come(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr("processors.offsets.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
     guard, consumer = guard_for({P0: 0})
     assert await admitted(guard, [ev(P0, 2), ev(P0, 3)]) == []
     assert consumer.seeks == [(P0, 0)]
@@ -202,7 +202,7 @@ async def test_a_hole_at_the_tail_is_sought_back_when_the_partition_stays_quiet(
     # 11 and 12 were fetched (position 13) but never reached the agent, and no later
     # record comes to reveal the hole.
     now = [100.0]
-    monkeypatch.setattr("processors.offsets.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
     guard, consumer = guard_for({P0: 10, P1: 0})
     assert await admitted(guard, [ev(P0, 10), ev(P1, 0)]) == [10, 0]
     consumer.positions = {P0: 13, P1: 1}
@@ -231,7 +231,7 @@ async def test_a_partition_waiting_behind_others_is_not_sought_back_too_soon(
 ) -> None:
     # P0's records (11, 12) sit in Faust's buffer behind P1's: P1 keeps the stream busy.
     now = [100.0]
-    monkeypatch.setattr("processors.offsets.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
     guard, consumer = guard_for({P0: 10, P1: 0})
     assert await admitted(guard, [ev(P0, 10)]) == [10]
     consumer.positions = {P0: 13, P1: 100}

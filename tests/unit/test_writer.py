@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from processors.writer import OrderedWriter
+from processors.runtime.writer import OrderedWriter
 
 
 @dataclass

@@ -37,7 +37,7 @@ from typing import Any, cast
 import faust
 import structlog
 
-from processors.offsets import OffsetGuard
+from processors.runtime.offsets import OffsetGuard
 
 log = structlog.get_logger("processors")
 
