@@ -36,9 +36,9 @@ from processors.generations import generation_topics
 from processors.metrics import ProcessorMetrics
 from processors.normalise import is_manual_action, normalise, normalise_manual_action
 from processors.runtime.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
+from processors.runtime.writer import OrderedWriter
 from processors.settings import ProcessorSettings
 from processors.transitions import apply_address_event, apply_manual_action, apply_message_event
-from processors.runtime.writer import OrderedWriter
 from schemas.commands import (
     MANUAL_ACTION_VALUE_TYPE,
     VALUE_TYPE_HEADER,
