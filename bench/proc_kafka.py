@@ -183,8 +183,12 @@ async def latest_by_key(broker: Broker, topic: str) -> tuple[int, dict[bytes, by
             for part in batch.values():
                 for r in part:
                     count += 1
-                    if r.key is not None and r.value is not None:
+                    if r.key is None or r.key[:1] in (b"\x00", b"\x01"):
+                        continue  # a table's index entries (processors/keys.py)
+                    if r.value is not None:
                         latest[r.key] = hashlib.sha256(r.value).digest()
+                    else:
+                        latest.pop(r.key, None)
             pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()

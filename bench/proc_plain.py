@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from processors.errors import NormaliseError
-from processors.normalise import normalise
+from processors.dedupe import MemoryIndex
 from processors.settings import ProcessorSettings, load_settings
-from processors.transitions import apply_address_event, apply_message_event
+from processors.step import Rejected, address_step, message_step, normalise_record
 from schemas.commands import SuppressionCommand
-from schemas.raw import RawWebhook
 from schemas.state import AddressState, MessageState
 
 BATCH = 2000
@@ -51,32 +49,36 @@ class PlainLoop:
     settings: ProcessorSettings = field(default_factory=load_settings)
     addresses: dict[str, AddressState] = field(default_factory=dict)
     messages: dict[str, MessageState] = field(default_factory=dict)
+    # Dedupe indexes in memory (the worker keeps them in its tables' stores).
+    address_index: MemoryIndex = field(default_factory=MemoryIndex)
+    message_index: MemoryIndex = field(default_factory=MemoryIndex)
 
     def fold(self, records: list[ConsumerRecord[bytes, bytes]]) -> Batch:
-        """Apply a batch to in-memory state (not yet stored): pure CPU work."""
+        """Apply a batch to in-memory state (not yet stored): the same pure step."""
         batch = Batch()
+        policy, options = self.settings.policy, self.settings.normalise
         for r in records:
-            try:
-                raw = RawWebhook.from_kafka(r.value or b"", r.headers, r.partition, r.offset)
-                events = normalise(raw, self.settings.normalise)
-            except (NormaliseError, KeyError, ValueError):
+            result = normalise_record(r.value, r.headers, r.partition, r.offset, options)
+            if isinstance(result, Rejected):
                 batch.rejected += 1  # the Faust pipeline's DLQ; the bench input has none
                 continue
-            for ce in events:
+            for ce in result.canonical:
                 key = ce.recipient
                 state = batch.addresses.get(key) or self.addresses.get(key)
-                new, commands = apply_address_event(state, ce, self.settings.policy)
-                if new != state:
-                    batch.addresses[key] = new
-                    batch.address_changes.append((key, new))
-                    batch.commands.extend(commands)
+                out = address_step(state, ce, policy, self.address_index.lookup(key))
+                self.address_index.apply(key, out.index)
+                if out.changed:
+                    batch.addresses[key] = out.state
+                    batch.address_changes.append((key, out.state))
+                    batch.commands.extend(out.commands)
                 if ce.message_id:
                     mkey = ce.message_id
                     mstate = batch.messages.get(mkey) or self.messages.get(mkey)
-                    mnew = apply_message_event(mstate, ce, self.settings.policy)
-                    if mnew != mstate:
-                        batch.messages[mkey] = mnew
-                        batch.message_changes.append((mkey, mnew))
+                    mout = message_step(mstate, ce, policy, self.message_index.lookup(mkey))
+                    self.message_index.apply(mkey, mout.index)
+                    if mout.changed:
+                        batch.messages[mkey] = mout.state
+                        batch.message_changes.append((mkey, mout.state))
         return batch
 
 

@@ -12,6 +12,12 @@
   lose one.
 * ``messages``: ``message.events`` -> the ``messages`` table (manual actions are ignored).
 
+The stateful agents call the pure step (processors/step.py) and write what it says: the
+state record plus its index entries (dedupe keys, the suppression list; key layout in
+processors/keys.py). An input whose step fails (``transition_error``) or whose record
+would exceed ``max_record_bytes`` (``state_too_large``) goes to the DLQ and the agent goes
+on: one key never stops the others.
+
 The two stateful agents ack their events themselves, through ``OrderedWriter``
 (processors/runtime/writer.py): an event's offset is committed only once its commands and its
 changelog record are on the broker. Every agent takes its records through an
@@ -26,19 +32,21 @@ import base64
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import faust
 import structlog
 
-from processors.errors import NormaliseError
+from processors.dedupe import SeenLookup
 from processors.generations import generation_topics
+from processors.keys import dedupe_entry
 from processors.metrics import ProcessorMetrics
-from processors.normalise import is_manual_action, normalise, normalise_manual_action
 from processors.runtime.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
+from processors.runtime.store import TableStore
 from processors.runtime.writer import OrderedWriter
 from processors.settings import ProcessorSettings
-from processors.transitions import apply_address_event, apply_manual_action, apply_message_event
+from processors.step import Rejected, address_step, message_step, normalise_record
 from schemas.commands import (
     MANUAL_ACTION_VALUE_TYPE,
     VALUE_TYPE_HEADER,
@@ -47,7 +55,6 @@ from schemas.commands import (
 )
 from schemas.dlq import DlqRaw, DlqRecord
 from schemas.events import CanonicalEvent
-from schemas.raw import RawWebhook
 from schemas.state import AddressState, MessageState
 
 log = structlog.get_logger("processors")
@@ -159,41 +166,31 @@ def register_agents(
 
     async def normalise_one(event: faust.EventT[bytes]) -> None:
         message = event.message
-        manual: ManualAction | None = None
-        canonical: list[CanonicalEvent] = []
         try:
-            if message.value is None:
-                raise ValueError("a raw record without a value")
-            raw = RawWebhook.from_kafka(
-                message.value, message.headers or [], message.partition, message.offset
+            result = normalise_record(
+                message.value, message.headers or [], message.partition, message.offset, options
             )
-            if is_manual_action(raw):
-                manual = normalise_manual_action(raw, options)
-            else:
-                canonical = normalise(raw, options)
-        except NormaliseError as exc:
-            await send_to_dlq(event, "normalise", exc.reason, exc.detail)
-            return
-        except (KeyError, ValueError) as exc:  # headers missing or unreadable
-            await send_to_dlq(event, "normalise", "invalid_raw_record", repr(exc))
-            return
         except Exception as exc:  # a mapper bug must not kill the worker
             log.exception("normaliser_bug", partition=message.partition, offset=message.offset)
             await send_to_dlq(event, "normalise", "internal_error", repr(exc))
             return
-        if manual is not None:
+        if isinstance(result, Rejected):
+            await send_to_dlq(event, "normalise", result.reason, result.detail)
+            return
+        if result.manual is not None:
+            manual = result.manual
             await topo.email_events.send(
                 key=manual.address.encode(),
                 value=manual.model_dump_json().encode(),
                 headers=_MANUAL_ACTION_HEADERS,
             )
-            metrics.normalised.labels(raw.provider).inc()
-        for ce in canonical:
+            metrics.normalised.labels(result.provider).inc()
+        for ce in result.canonical:
             value = ce.model_dump_json().encode()
             await topo.email_events.send(key=ce.recipient.encode(), value=value)
             if ce.message_id:
                 await topo.message_events.send(key=ce.message_id.encode(), value=value)
-        metrics.normalised.labels(raw.provider).inc(len(canonical))
+        metrics.normalised.labels(result.provider).inc(len(result.canonical))
 
     @app.agent(topo.raw, name="normaliser")
     async def normaliser(stream: faust.StreamT[bytes]) -> None:
@@ -206,9 +203,18 @@ def register_agents(
                     await normalise_one(event)
                     await manual_acks.ack(event)
 
+    def too_large(value: bytes) -> str | None:
+        # A record over the bound would be refused by the broker (or grow without end):
+        # the event goes to the DLQ instead of crashing the worker on every restart.
+        if len(value) <= settings.max_record_bytes:
+            return None
+        return f"{len(value)} bytes, over max_record_bytes = {settings.max_record_bytes}"
+
     @app.agent(topo.email_events, name="addresses")
     async def addresses(stream: faust.StreamT[bytes]) -> None:
-        async with OrderedWriter(app, topo.addresses, stream, guard("addresses")) as writer:
+        store = TableStore(topo.addresses)
+        changelog = topo.addresses.changelog_topic
+        async with OrderedWriter(app, store, changelog, stream, guard("addresses")) as writer:
             async for event in writer.events():
                 manual = _is_manual_action(event)
                 try:
@@ -219,19 +225,28 @@ def register_agents(
                     await send_to_dlq(event, "addresses", reason, str(exc))
                     await writer.skip(event)
                     continue
-                stored = topo.addresses.get(key)
-                state = AddressState.model_validate_json(stored) if stored else None
-                if isinstance(parsed, ManualAction):
-                    new_state, commands = apply_manual_action(state, parsed, policy)
-                else:
-                    new_state, commands = apply_address_event(state, parsed, policy)
-                if new_state == state:
-                    metrics.duplicates.labels("addresses").inc()
+                partition = event.message.partition
+                try:
+                    stored = store.get(partition, key)
+                    state = AddressState.model_validate_json(stored) if stored else None
+                    seen = store_lookup(store, partition, key.decode())
+                    outcome = address_step(state, parsed, policy, seen)
+                    state_value = outcome.state.model_dump_json().encode()
+                except Exception as exc:  # a transition bug must not stop other addresses
+                    log.exception("transition_error", table="addresses", partition=partition)
+                    await send_to_dlq(event, "addresses", "transition_error", repr(exc))
                     await writer.skip(event)
                     continue
-                acks = [await publish_command(command) for command in commands]
-                await writer.write(event, key, new_state.model_dump_json().encode(), acks)
-                metrics.applied.labels("addresses").inc()
+                if (problem := too_large(state_value)) is not None:
+                    await send_to_dlq(event, "addresses", "state_too_large", problem)
+                    await writer.skip(event)
+                    continue
+                writes = outcome.writes(state_value, partial(store.keys_with_prefix, partition))
+                acks = [await publish_command(command) for command in outcome.commands]
+                await writer.write(event, writes, acks)
+                (metrics.applied if outcome.changed else metrics.duplicates).labels(
+                    "addresses"
+                ).inc()
 
     async def publish_command(command: SuppressionCommand) -> Awaitable[Any]:
         # The writer awaits the broker's ack before the table's changelog write
@@ -252,7 +267,9 @@ def register_agents(
 
     @app.agent(topo.message_events, name="messages")
     async def messages(stream: faust.StreamT[bytes]) -> None:
-        async with OrderedWriter(app, topo.messages, stream, guard("messages")) as writer:
+        store = TableStore(topo.messages)
+        changelog = topo.messages.changelog_topic
+        async with OrderedWriter(app, store, changelog, stream, guard("messages")) as writer:
             async for event in writer.events():
                 if _is_manual_action(event):  # they concern addresses, not messages
                     await writer.skip(event)
@@ -264,12 +281,34 @@ def register_agents(
                     await send_to_dlq(event, "messages", "invalid_canonical_event", str(exc))
                     await writer.skip(event)
                     continue
-                stored = topo.messages.get(key)
-                state = MessageState.model_validate_json(stored) if stored else None
-                new_state = apply_message_event(state, ce, policy)
-                if new_state == state:
-                    metrics.duplicates.labels("messages").inc()
+                partition = event.message.partition
+                try:
+                    stored = store.get(partition, key)
+                    state = MessageState.model_validate_json(stored) if stored else None
+                    outcome = message_step(
+                        state, ce, policy, store_lookup(store, partition, key.decode())
+                    )
+                    state_value = outcome.state.model_dump_json().encode()
+                except Exception as exc:  # a transition bug must not stop other messages
+                    log.exception("transition_error", table="messages", partition=partition)
+                    await send_to_dlq(event, "messages", "transition_error", repr(exc))
                     await writer.skip(event)
                     continue
-                await writer.write(event, key, new_state.model_dump_json().encode())
-                metrics.applied.labels("messages").inc()
+                if (problem := too_large(state_value)) is not None:
+                    await send_to_dlq(event, "messages", "state_too_large", problem)
+                    await writer.skip(event)
+                    continue
+                writes = outcome.writes(state_value, partial(store.keys_with_prefix, partition))
+                await writer.write(event, writes)
+                (metrics.applied if outcome.changed else metrics.duplicates).labels(
+                    "messages"
+                ).inc()
+
+
+def store_lookup(store: TableStore, partition: int, owner: str) -> SeenLookup:
+    """The dedupe index of ``owner``, read from the table's store (staged writes too)."""
+
+    def seen(bucket: int, key: str) -> bool:
+        return store.get(partition, dedupe_entry(owner, bucket, key)) is not None
+
+    return seen

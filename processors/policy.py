@@ -48,6 +48,9 @@ class Policy(BaseModel):
     # Provider event ids are remembered this long in *event* time (never wall clock).
     dedupe_retention: timedelta = Field(default=timedelta(hours=48))
     message_history_limit: int = Field(default=50, ge=1)
+    # A message keeps this many of its recipients (the first in address order) and a
+    # flag saying there were more: one message id can go to a whole list.
+    message_recipients_limit: int = Field(default=20, ge=1)
     # Per scope, how many sticky causes an address keeps (the newest; see transitions).
     max_causes: int = Field(default=32, ge=1)
 

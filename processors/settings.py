@@ -63,13 +63,20 @@ class ProcessorSettings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     datadir: Path = Path("var/processors")
     store: str = "rocksdb://"
-    # The local store runs ahead of the changelog by the events in flight, so after a
-    # kill -9 it can hold writes the changelog never got; a skipped duplicate would then
-    # never reach the changelog. Starting from the changelog alone avoids that (at the
-    # cost of a longer recovery). See README "Crash safety".
-    wipe_local_state_on_start: bool = True
+    # The local RocksDB store holds only what the changelog acknowledged (runtime/store.py),
+    # so a restarted worker keeps it and reads only the changelog past it. True: start
+    # from the changelog alone (a full restore, time growing with the table).
+    wipe_local_state_on_start: bool = False
+    # Upper bound of one table record (state or index entry). Records are bounded by
+    # design; one that is not (a policy with huge limits, a bug) goes to the DLQ as
+    # ``state_too_large`` rather than reach the broker's limit (1 MB) and crash the worker.
+    max_record_bytes: int = Field(default=64 * 1024, ge=256, le=900 * 1024)
     # How long the producer waits to fill a batch: fewer, larger produce requests.
     producer_linger_s: float = Field(default=0.005, ge=0, le=1)
+    # After the app crashes, how long Faust may take to stop before the process exits
+    # with status 1 anyway: a crashed app can hang in its own shutdown, and a supervisor
+    # restarts only a process that has exited (processors/__main__.py).
+    crash_exit_grace_s: float = Field(default=10.0, gt=0, le=300)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     log_level: str = "info"

@@ -1,12 +1,13 @@
 """Pure state transitions: ``(state, input) -> (state, commands)``. No I/O, no clock.
 
-Idempotence (DESIGN.md §3). An input is skipped (state returned equal, no commands) when
-its raw ``(offset, index)`` is at or below the highest applied for its raw partition
-(replay after an offset reset), or when its dedupe key is remembered (provider retry at
-a new position). Keys are pruned by *event* time, kept while ``occurred_at >= newest
-occurred_at in the record - retention``; a key already past that horizon when it arrives
-is forgotten at once, so a retry of it counts again (the price of a bounded record).
-Manual actions share both layers: their position is in ``webhooks.raw`` too.
+Idempotence (DESIGN.md §3, processors/dedupe.py). An input is skipped (state returned
+equal, no commands) when its raw ``(offset, index)`` is at or below the highest applied
+for its raw partition (replay after an offset reset), or when its dedupe key is in the
+owner's dedupe index (``seen``: a provider retry at a new position). Keys are remembered
+by *event* time, while ``occurred_at >= newest occurred_at applied - retention``; a key
+already past that horizon when it arrives is forgotten at once, so a retry of it counts
+again (the price of a bounded window). Manual actions share both layers: their position
+is in ``webhooks.raw`` too. The caller writes the index (``dedupe.index_change``).
 
 Order-insensitivity. Rules are decided on event time and collections kept sorted by
 ``(event time, key)``, so one set of inputs gives an equal state in any arrival order:
@@ -44,6 +45,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from processors.dedupe import SeenLookup, is_replay, is_retry, remember
 from processors.policy import REASONS, SOFT_BOUNCE_REASON, Policy
 from schemas.commands import ManualAction, SuppressionChange, SuppressionCommand
 from schemas.common import EventType, SuppressionScope
@@ -83,21 +85,10 @@ _M = TypeVar("_M", bound=Mark)
 # -- idempotence ------------------------------------------------------------------------
 
 
-def _already_applied(dedupe: Dedupe, key: str, raw: RawPosition) -> bool:
-    applied = dedupe.positions.get(str(raw.partition))
-    if applied is not None and (raw.offset, raw.index) <= applied:
-        return True
-    return key in dedupe.seen
-
-
-def _remember(dedupe: Dedupe, key: str, at: datetime, raw: RawPosition, policy: Policy) -> Dedupe:
-    seen = {**dedupe.seen, key: at}
-    horizon = max(seen.values()) - policy.dedupe_retention
-    positions = {**dedupe.positions, str(raw.partition): (raw.offset, raw.index)}
-    return Dedupe(
-        seen={k: t for k, t in sorted(seen.items()) if t >= horizon},
-        positions=dict(sorted(positions.items())),
-    )
+def _already_applied(
+    dedupe: Dedupe, key: str, at: datetime, raw: RawPosition, policy: Policy, seen: SeenLookup
+) -> bool:
+    return is_replay(dedupe, raw) or is_retry(dedupe, key, at, policy, seen)
 
 
 def _latest(current: datetime | None, at: datetime) -> datetime:
@@ -213,17 +204,17 @@ def _finish(
 
 
 def apply_address_event(
-    state: AddressState | None, event: CanonicalEvent, policy: Policy
+    state: AddressState | None, event: CanonicalEvent, policy: Policy, seen: SeenLookup
 ) -> tuple[AddressState, list[SuppressionCommand]]:
     """Fold one canonical event into an address's state; return the commands it causes."""
     current = AddressState(address=event.recipient) if state is None else state
     key, at, kind = event.dedupe_key, event.occurred_at, event.type
-    if _already_applied(current.dedupe, key, event.raw):
+    if _already_applied(current.dedupe, key, at, event.raw, policy, seen):
         return current, []
     counts = {**current.counts, kind: current.counts.get(kind, 0) + 1}
     update: dict[str, Any] = {
         "counts": dict(sorted(counts.items())),
-        "dedupe": _remember(current.dedupe, key, at, event.raw, policy),
+        "dedupe": remember(current.dedupe, at, event.raw, policy),
     }
     last_delivered = current.last_delivered_at
     soft: Iterable[Mark] = current.soft_bounces
@@ -253,7 +244,7 @@ def manual_reason(action: ManualAction) -> str:
 
 
 def apply_manual_action(
-    state: AddressState | None, action: ManualAction, policy: Policy
+    state: AddressState | None, action: ManualAction, policy: Policy, seen: SeenLookup
 ) -> tuple[AddressState, list[SuppressionCommand]]:
     """Fold an operator's suppress/unsuppress in, exactly like a provider event.
 
@@ -263,9 +254,9 @@ def apply_manual_action(
     """
     current = AddressState(address=action.address) if state is None else state
     key, at = action.action_id, action.requested_at
-    if _already_applied(current.dedupe, key, action.raw):
+    if _already_applied(current.dedupe, key, at, action.raw, policy, seen):
         return current, []
-    update: dict[str, Any] = {"dedupe": _remember(current.dedupe, key, at, action.raw, policy)}
+    update: dict[str, Any] = {"dedupe": remember(current.dedupe, at, action.raw, policy)}
     if action.action == "suppress":
         cause = Cause(at=at, key=key, reason=manual_reason(action))
         causes = current.causes
@@ -289,15 +280,29 @@ def _history(entries: Iterable[HistoryEntry], limit: int) -> tuple[HistoryEntry,
     return tuple(ordered[-limit:])
 
 
+def _first_recipients(
+    state: MessageState | None, recipient: str, limit: int
+) -> tuple[tuple[str, ...], bool]:
+    """The ``limit`` smallest recipients, and whether there are more: a set in any order."""
+    previous = state.recipients if state else ()
+    truncated = state.recipients_truncated if state else False
+    if recipient in previous:
+        return previous, truncated
+    merged = sorted({*previous, recipient})
+    return tuple(merged[:limit]), truncated or len(merged) > limit
+
+
 def apply_message_event(
-    state: MessageState | None, event: CanonicalEvent, policy: Policy
+    state: MessageState | None, event: CanonicalEvent, policy: Policy, seen: SeenLookup
 ) -> MessageState:
     """Fold one canonical event into its message's status and bounded history."""
     if event.message_id is None:
         raise ValueError("message events need a message_id")
-    if state is not None and _already_applied(state.dedupe, event.dedupe_key, event.raw):
-        return state
     at, kind = event.occurred_at, event.type
+    if state is not None and _already_applied(
+        state.dedupe, event.dedupe_key, at, event.raw, policy, seen
+    ):
+        return state
     first_seen = dict(state.first_seen) if state else {}
     first_seen[kind] = min(at, first_seen.get(kind, at))
     status = max(first_seen, key=STATUS_PRECEDENCE.__getitem__)
@@ -309,11 +314,14 @@ def apply_message_event(
         raw=event.raw,
     )
     previous = state.history if state else ()
-    recipients = {*(state.recipients if state else ()), event.recipient}
-    dedupe = _remember(state.dedupe if state else Dedupe(), event.dedupe_key, at, event.raw, policy)
+    recipients, truncated = _first_recipients(
+        state, event.recipient, policy.message_recipients_limit
+    )
+    dedupe = remember(state.dedupe if state else Dedupe(), at, event.raw, policy)
     return MessageState(
         message_id=event.message_id,
-        recipients=tuple(sorted(recipients)),
+        recipients=recipients,
+        recipients_truncated=truncated,
         status=status,
         status_at=first_seen[status],
         delivered_implied="delivered" not in first_seen

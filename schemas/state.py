@@ -1,6 +1,8 @@
 """Per-address and per-message state as stored in the tables (JSON, one record per key).
 
-Records are rewritten on every applied event, so they stay small and bounded, and every
+Records are rewritten on every applied event, so every collection in them is bounded
+whatever the key's traffic (the dedupe keys, which grow with history, live under keys of
+their own: processors/dedupe.py; a message keeps a bounded set of recipients), and every
 collection is kept in a canonical order (sorted by event time, then key) so that two
 records built from the same set of events compare equal whatever the arrival order.
 The rules that fill them live in ``processors/transitions.py``.
@@ -42,16 +44,18 @@ class ScopeSuppression(BaseModel):
 
 
 class Dedupe(BaseModel):
-    """The two idempotence layers of DESIGN.md §3, kept inside each record.
+    """The idempotence fields of a record (DESIGN.md §3); see processors/dedupe.py.
 
-    ``seen``: dedupe key -> event time, pruned by event time. ``positions``: raw
-    partition (as text, for JSON) -> highest applied ``(offset, index)``; anything at or
-    below it is a replay.
+    ``positions``: raw partition (as text, for JSON) -> highest applied ``(offset,
+    index)``; anything at or below it is a replay. ``newest_at``: the newest event time
+    applied, which anchors the dedupe window. ``buckets``: the event-time hours whose
+    dedupe keys are still remembered, in the table's dedupe index (not in this record).
     """
 
     model_config = _FROZEN
-    seen: dict[str, AwareDatetime] = {}
     positions: dict[str, tuple[int, int]] = {}
+    newest_at: AwareDatetime | None = None
+    buckets: tuple[int, ...] = ()
 
 
 def _no_suppression() -> dict[SuppressionScope, ScopeSuppression | None]:
@@ -63,7 +67,7 @@ class AddressState(BaseModel):
 
     model_config = _FROZEN
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     address: str
     counts: dict[EventType, int] = {}
     last_delivered_at: AwareDatetime | None = None
@@ -100,9 +104,13 @@ class MessageState(BaseModel):
 
     model_config = _FROZEN
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     message_id: str
+    # The first ``Policy.message_recipients_limit`` recipients in address order (a set,
+    # so any arrival order gives the same list); ``recipients_truncated`` says there are
+    # more. One message id can go to a whole list: the record must not grow with it.
     recipients: tuple[str, ...] = ()
+    recipients_truncated: bool = False
     status: EventType
     status_at: AwareDatetime  # first time the current status was seen (event time)
     # An open or click seen without any delivery implies the delivery happened.

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from processors.keys import is_internal
+
 
 async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record now in ``topic`` (all partitions, up to the current end offsets)."""
@@ -67,8 +69,9 @@ def changelog_topic(group_id: str, table: str) -> str:
 
 
 async def read_table(bootstrap: str, group_id: str, table: str) -> dict[bytes, bytes]:
-    """A table as its changelog says now (the same bytes the workers hold)."""
-    return latest_by_key(await read_all(bootstrap, changelog_topic(group_id, table)))
+    """A table's state records as its changelog says now (index entries left out)."""
+    latest = latest_by_key(await read_all(bootstrap, changelog_topic(group_id, table)))
+    return {k: v for k, v in latest.items() if not is_internal(k)}
 
 
 async def group_lag(bootstrap: str, group_id: str, topics: Sequence[str]) -> dict[str, int]:

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from ingest.settings import IngestSettings, KafkaSettings, SourceSettings
 from tests.fixtures.signing import sign
-from tests.integration.helpers import latest_by_key, read_all
+from tests.integration.helpers import latest_by_key, read_all, wait_committed
 from tests.integration.stack import REPO, free_port, service_process
 
 PARTITIONS = 3
@@ -103,12 +103,17 @@ class Pipeline:
         env: dict[str, str] | None = None,
         web_port: int | None = None,
         module: str = "processors",
+        datadir: str | None = None,
     ) -> Iterator[subprocess.Popen[bytes]]:
-        """A worker process (``python -m module worker``, by default the real one)."""
+        """A worker process (``python -m module worker``, by default the real one).
+
+        Each gets a data dir of its own, as on separate hosts (a worker locks its own);
+        name ``datadir`` to restart a worker on the local state it left behind.
+        """
         port = web_port or free_port()
         log = self.workdir / f"worker-{generation}-{port}.log"
-        # One data dir per worker process, as on separate hosts (a worker locks its own).
-        own_datadir = {"MAILPULSE_PROCESSORS__DATADIR": str(self.workdir / f"data-{port}")}
+        data = self.workdir / (datadir or f"data-{port}")
+        own_datadir = {"MAILPULSE_PROCESSORS__DATADIR": str(data)}
         full_env = {**self.worker_env(generation, port), **own_datadir, **(env or {})}
         with service_process(module, ["worker"], full_env, log) as proc:
             self._workers.append((proc, log))
@@ -116,6 +121,25 @@ class Pipeline:
                 yield proc
             finally:
                 self._workers.remove((proc, log))
+
+    async def wait_all_committed(
+        self, generation: str, raw_records: int, hop_suffix: str = ""
+    ) -> None:
+        """Every record of the raw topic and of both hops committed by ``generation``.
+
+        An offset is committed only once its table writes are acknowledged, so the
+        changelogs are final then. The raw topic first: once it is committed, the
+        normaliser has put every hop record on the broker, so the hops' end offsets are
+        final too. Fails with the counts on timeout.
+        """
+        group = self.group(generation)
+        hops = [f"{hop}{hop_suffix}" for hop in ("email.events", "message.events")]
+        inputs = [(self.topic("webhooks.raw"), raw_records), *((self.topic(h), 0) for h in hops)]
+        for topic, known in inputs:
+            total = known or len(await read_all(self.bootstrap, topic))
+            committed = await wait_committed(self.bootstrap, group, topic, total, timeout=600)
+            self.check_workers()
+            assert committed == total, f"{topic}: {committed} of {total} offsets committed"
 
     async def mailpulse(self, *args: str, generation: str = "g1") -> CliResult:
         """Run the ``mailpulse`` operator CLI as a process, with the workers' settings."""
@@ -151,7 +175,8 @@ class Pipeline:
     async def table(self, name: str, generation: str = "g1") -> dict[str, dict[str, Any]]:
         self.check_workers()
         records = await read_all(self.bootstrap, f"{self.group(generation)}-{name}-changelog")
-        return {k.decode(): orjson.loads(v) for k, v in latest_by_key(records).items()}
+        latest = latest_by_key(records)
+        return {k.decode(): orjson.loads(v) for k, v in latest.items() if k[:1] not in _INDEX}
 
     async def commands(self, generation: str | None = None) -> list[dict[str, Any]]:
         self.check_workers()
@@ -162,6 +187,11 @@ class Pipeline:
     async def dlq(self) -> list[dict[str, Any]]:
         records = await read_all(self.bootstrap, self.topic("webhooks.dlq"))
         return [orjson.loads(r.value) for r in records if r.value is not None]
+
+
+# Index entries (dedupe keys, the suppression list) share the changelog with the state
+# records; their keys start with these bytes (processors/keys.py).
+_INDEX = (b"\x00", b"\x01")
 
 
 def nexus_event(

@@ -1,0 +1,112 @@
+"""A table's local RocksDB store, kept a prefix of the table's changelog.
+
+Invariant: every key/value in a partition's RocksDB store is in that changelog
+partition, up to the offset the store records as persisted (Faust's
+``persisted_offset``). Writes reach RocksDB only once their changelog records are
+acknowledged, in one ``WriteBatch`` together with that offset. So a restarted worker,
+even after kill -9, can keep its store: Faust's recovery reads the changelog from the
+persisted offset on, and the store never holds a state whose commands or changelog
+record were lost (which would make the replayed event look like a duplicate).
+
+Until then, a write is *staged*: ``get`` and ``keys_with_prefix`` see it (the next
+event of the key reads its own writes), the query API does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import rocksdict
+
+Write = tuple[bytes, bytes | None]  # None deletes the key
+
+
+class PartitionDB(Protocol):
+    """The part of ``rocksdict.Rdict`` (raw mode) this module uses."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def write(self, batch: rocksdict.WriteBatch) -> None: ...
+
+    def iter(self) -> rocksdict.RdictIter: ...
+
+
+class TableStore:
+    """Read-your-writes over one Faust table's RocksDB partitions."""
+
+    def __init__(self, table: Any) -> None:  # faust.Table[bytes, bytes] with a RocksDB store
+        self._table = table
+        self._staged: dict[bytes, tuple[int, bytes | None]] = {}
+        self._seq = 0
+
+    @property
+    def name(self) -> str:
+        return str(self._table.name)
+
+    def _db(self, partition: int) -> PartitionDB:
+        # Faust opens the partition's DB on assignment; this only looks it up.
+        db: PartitionDB = self._table.data._db_for_partition(partition)
+        return db
+
+    def _offset_key(self) -> bytes:
+        key: bytes = self._table.data.offset_key
+        return key
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        """The latest value of ``key``, staged or stored."""
+        staged = self._staged.get(key)
+        if staged is not None:
+            return staged[1]
+        return self._db(partition).get(key)
+
+    def keys_with_prefix(self, partition: int, prefix: bytes) -> list[bytes]:
+        """Every live key starting with ``prefix``, staged writes included, in key order."""
+        found = set(_stored_keys(self._db(partition), prefix))
+        for key, (_, value) in self._staged.items():
+            if key.startswith(prefix):
+                if value is None:
+                    found.discard(key)
+                else:
+                    found.add(key)
+        return sorted(found)
+
+    def stage(self, writes: Sequence[Write]) -> int:
+        """Make ``writes`` visible to ``get``; returns the id ``persist`` takes."""
+        self._seq += 1
+        for key, value in writes:
+            self._staged[key] = (self._seq, value)
+        return self._seq
+
+    def persist(
+        self, partition: int, staged_id: int, writes: Sequence[Write], changelog_offset: int
+    ) -> None:
+        """Write acknowledged ``writes`` and their changelog offset to RocksDB, atomically."""
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in writes:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(self._offset_key(), str(changelog_offset).encode())
+        self._db(partition).write(batch)
+        for key, _ in writes:
+            staged = self._staged.get(key)
+            if staged is not None and staged[0] == staged_id:
+                del self._staged[key]  # no later write of the key is in flight
+
+    @property
+    def staged(self) -> int:
+        """How many keys have writes not yet persisted (tests, metrics)."""
+        return len(self._staged)
+
+
+def _stored_keys(db: PartitionDB, prefix: bytes) -> Iterator[bytes]:
+    it = db.iter()
+    it.seek(prefix)
+    while it.valid():
+        key = it.key()
+        if not isinstance(key, bytes) or not key.startswith(prefix):
+            return
+        yield key
+        it.next()
