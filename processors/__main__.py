@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import sys
+import threading
+import time
+from typing import Protocol
 
 import mode.loop
 import structlog
@@ -18,6 +22,9 @@ from processors.settings import ProcessorSettings, load_settings
 from schemas.topics import ensure_topics
 
 log = structlog.get_logger("processors")
+
+EXIT_CRASHED = 1
+_CRASH_POLL_S = 0.2
 
 
 def claim_datadir(settings: ProcessorSettings) -> FileLock:
@@ -40,6 +47,57 @@ def claim_datadir(settings: ProcessorSettings) -> FileLock:
             "data dir (MAILPULSE_PROCESSORS__DATADIR)"
         ) from None
     return lock
+
+
+class Crashable(Protocol):
+    """What the crash watchdog reads of a Faust app (a ``mode.Service``)."""
+
+    @property
+    def crashed(self) -> bool: ...
+
+    @property
+    def crash_reason(self) -> BaseException | None: ...
+
+
+def exit_when_crashed(app: Crashable, grace_s: float) -> threading.Thread:
+    """Once ``app`` has crashed, give Faust ``grace_s`` to stop, then end the process with
+    status ``EXIT_CRASHED`` (the status Faust's worker gives a crash it does stop from).
+
+    A crashed app does not always stop. ``App.crash`` marks every service crashed, the
+    consumer's thread too, which then shuts down and ends its event loop; Faust's
+    shutdown still commits the acked offsets through that thread (``App.on_stop`` ->
+    ``Consumer.wait_empty`` -> ``commit`` -> ``call_thread``) and, when the thread has
+    gone first, waits without a timeout for an answer that will never come. The process
+    would stay up, out of its consumer group, and a supervisor never restarts a process
+    that is still running. Ending it without a clean stop is safe: a worker survives
+    kill -9 (README "Crash safety"), and the data-dir lock, a file lock, goes with the
+    process.
+
+    A thread rather than a task, so that a blocked event loop cannot hold the exit up.
+    """
+
+    def watch() -> None:
+        while not app.crashed:
+            time.sleep(_CRASH_POLL_S)
+        error = _describe(app.crash_reason)
+        log.error("worker_crashed", error=error, grace_s=grace_s)
+        time.sleep(grace_s)
+        log.error("worker_exit_forced", error=error, grace_s=grace_s)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_CRASHED)
+
+    watchdog = threading.Thread(target=watch, name="exit-when-crashed", daemon=True)
+    watchdog.start()
+    return watchdog
+
+
+def _describe(reason: BaseException | None) -> str:
+    """The exception's type and the start of its message, enough to name the failure
+    (a broker error, a refused size) in one line; Faust logs the traceback."""
+    if reason is None:
+        return "unknown"
+    return f"{type(reason).__module__}.{type(reason).__qualname__}: {str(reason)[:200]}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "worker" and "--loglevel" not in args and "-l" not in args:
         args += ["--loglevel", "warn" if settings.log_level == "warning" else settings.log_level]
     sys.argv = [sys.argv[0], *args]
+    exit_when_crashed(app, settings.crash_exit_grace_s)
+    # Faust's command line leaves through SystemExit: 0 after SIGTERM, 1 after a crash.
     app.main()
     lock.release()
     return 0
