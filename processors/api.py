@@ -1,34 +1,144 @@
 """Query API on the workers' web port: address state, message status, suppression list.
 
 Tables are partitioned across workers, so any worker can be asked: a key lookup is
-forwarded to the worker that owns the key's partition (Faust's router), and the
-suppression list is gathered from every worker's local partitions and merged.
+forwarded to the worker that owns the key's partition, and the suppression list is
+gathered from every worker's local partitions and merged.
 
 * ``GET /addresses/{address}/`` — AddressState (404 if never seen)
 * ``GET /messages/{message_id}/`` — MessageState with its event history
 * ``GET /suppressions/?scope=all|marketing&after=<address>&limit=N&format=json|ndjson|csv``
   — suppressed addresses in address order; ``next`` is the cursor for the following page.
+  A page reads only the table's suppression index from the cursor on
+  (processors/runtime/scan.py), so its cost does not grow with the table.
+
+While a worker starts, rebalances or stops, or cannot tell which worker owns a partition,
+every query answers ``503 {"error": "worker_unavailable", "reason": ...}`` with
+``Retry-After``, never a partial answer or a 500.
 """
 
 from __future__ import annotations
 
 import csv
+import heapq
 import io
-from typing import Any
+from itertools import islice
+from operator import itemgetter
+from typing import Any, Literal
 
 import aiohttp
 import faust
 import orjson
-from faust.exceptions import SameNode
+from faust.exceptions import NotReady
 from faust.web import Request, Response, View
+from yarl import URL
 
 from processors.agents import Topology
-from processors.errors import NormaliseError
+from processors.errors import NormaliseError, ProcessorError
 from processors.normalise import normalise_address
+from processors.runtime.scan import PartitionsNotOpen, active_partition_dbs, suppression_page
 from processors.settings import ProcessorSettings
-from schemas.state import AddressState
 
 MAX_PAGE = 1000
+SCOPES = ("all", "marketing")
+RETRY_AFTER_S = 3
+# Set on a request one worker forwards to another: the receiver answers from its own
+# partitions or not at all, so two workers that disagree mid-rebalance cannot ping-pong.
+ROUTED_HEADER = "X-Mailpulse-Routed"
+# A peer worker that does not answer in time (e.g. mid-rebalance) gives a 503, not a hang.
+_PEER_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+UnavailableReason = Literal["starting", "rebalancing", "stopping", "no_route", "peer"]
+
+
+class WorkerUnavailable(ProcessorError):
+    """This worker cannot answer for the data asked now; the client should retry."""
+
+    retriable = True
+
+    def __init__(self, reason: UnavailableReason, worker: str | None = None) -> None:
+        super().__init__(reason if worker is None else f"{reason}: {worker}")
+        self.reason: UnavailableReason = reason
+        self.worker = worker
+
+
+def check_ready(app: faust.App) -> None:
+    """Raise ``WorkerUnavailable`` unless this worker serves its partitions' state now.
+
+    Faust sets ``rebalancing`` as soon as partitions are revoked and clears it only once
+    the new assignment's tables are recovered and the streams resumed.
+    ``tables.actives_ready`` is false from the app's construction and from every
+    rebalance start until that recovery ends: it also covers the start, before the first
+    rebalance, when ``rebalancing`` is still false and nothing is assigned.
+    """
+    if app.should_stop:
+        raise WorkerUnavailable("stopping")
+    if app.rebalancing or not app.tables.actives_ready:
+        raise WorkerUnavailable("rebalancing" if app.rebalancing_count else "starting")
+
+
+def _changelog(table: Any) -> str:
+    name: str = table.changelog_topic.get_topic_name()
+    return name
+
+
+def _is_me(app: faust.App, host: str) -> bool:
+    url, me = URL(host), URL(str(app.conf.canonical_url))
+    return (url.host, url.port) == (me.host, me.port)
+
+
+def owner_of(app: faust.App, table: Any, key: bytes) -> str:
+    """URL of the worker whose active partitions hold ``key`` (possibly this one).
+
+    The partition is hashed over the consumer's metadata, not the producer's as Faust's
+    router does: the consumer subscribes to the changelog, while the producer, once it
+    sends, tracks only the topics it sends to. On a worker that has not yet written a
+    changelog record, Faust's ``key_store`` fails (``TypeError`` in ``key_partition``).
+    Both use the same partitioner.
+    """
+    topic = _changelog(table)
+    try:
+        partition = app.consumer.key_partition(topic, key)
+    except NotReady as exc:
+        raise WorkerUnavailable("no_route") from exc
+    if partition is None:  # the consumer has no metadata for the changelog yet
+        raise WorkerUnavailable("no_route")
+    for host, topics in app.router.table_metadata(table.name).items():
+        if partition in topics.get(topic, ()):
+            return str(host)
+    raise WorkerUnavailable("no_route")
+
+
+def owners(app: faust.App, table: Any, partitions: int) -> dict[str, list[int]]:
+    """Each worker owning active partitions of ``table``, with its partitions.
+
+    Every partition must have exactly one owner, or the listing would miss or repeat some.
+    """
+    topic = _changelog(table)
+    found = {
+        str(host): sorted(topics.get(topic, ()))
+        for host, topics in app.router.table_metadata(table.name).items()
+    }
+    found = {host: parts for host, parts in found.items() if parts}
+    if sorted(p for parts in found.values() for p in parts) != list(range(partitions)):
+        raise WorkerUnavailable("no_route")
+    return found
+
+
+def local_suppressions(
+    topo: Topology, partitions: list[int] | None, scope: str | None, after: str, limit: int
+) -> list[dict[str, Any]]:
+    """Suppressed addresses in this worker's active ``partitions`` (all by default)."""
+    try:
+        dbs = active_partition_dbs(topo.addresses)
+    except PartitionsNotOpen as exc:
+        raise WorkerUnavailable("rebalancing") from exc
+    wanted = sorted(dbs) if partitions is None else partitions
+    if not set(wanted) <= dbs.keys():
+        # The asking worker's assignment is not ours (one of us is behind a rebalance).
+        raise WorkerUnavailable("no_route")
+    scopes = SCOPES if scope is None else (scope,)
+    rows = suppression_page([dbs[p] for p in wanted], scopes, after, limit)
+    return [row.as_json() for row in rows]
 
 
 def _json(view: View, body: object, status: int = 200) -> Response:
@@ -41,42 +151,81 @@ def _stored(view: View, value: bytes | None, what: str) -> Response:
     return view.bytes(value, content_type="application/json")
 
 
-def local_suppressions(
-    topo: Topology, scope: str | None, after: str, limit: int
-) -> list[dict[str, Any]]:
-    """Suppressed addresses held by this worker, after the cursor, in address order."""
-    rows: list[dict[str, Any]] = []
-    for key, value in topo.addresses.items():
-        address = key.decode() if isinstance(key, bytes) else str(key)
-        if address <= after:
-            continue
-        state = AddressState.model_validate_json(value)
-        scopes = {s: v for s, v in state.suppression.items() if v is not None}
-        if scope is not None:
-            scopes = {s: v for s, v in scopes.items() if s == scope}
-        if scopes:
-            rows.append(
-                {
-                    "address": address,
-                    "suppression": {
-                        s: v.model_dump(mode="json") for s, v in sorted(scopes.items())
-                    },
-                }
-            )
-    rows.sort(key=lambda r: r["address"])
-    return rows[:limit]
-
-
-# A peer worker that does not answer in time (e.g. mid-rebalance) gives a 503, not a hang.
-_PEER_TIMEOUT = aiohttp.ClientTimeout(total=10)
-
-
-def _unavailable(view: View, host: object) -> Response:
-    return _json(view, {"error": "worker_unavailable", "worker": str(host)}, status=503)
+def _unavailable(view: View, exc: WorkerUnavailable) -> Response:
+    body: dict[str, str] = {"error": "worker_unavailable", "reason": exc.reason}
+    if exc.worker is not None:
+        body["worker"] = exc.worker
+    return view.bytes(
+        orjson.dumps(body),
+        content_type="application/json",
+        status=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 def register_api(app: faust.App, topo: Topology, settings: ProcessorSettings) -> None:
     options = settings.normalise
+    partitions = settings.topics.partitions
+
+    async def forward(view: View, request: Request, host: str) -> Response:
+        """The owner's answer to ``request``; any failure of the owner is a 503."""
+        target = URL(host)
+        url = request.url.with_scheme(target.scheme).with_host(target.host or "")
+        url = url.with_port(target.port)
+        try:
+            async with app.http_client.get(
+                url, headers={ROUTED_HEADER: "1"}, timeout=_PEER_TIMEOUT
+            ) as resp:
+                body = await resp.read()
+                if resp.status >= 500:
+                    raise WorkerUnavailable("peer", host)
+                return view.bytes(body, content_type=resp.content_type, status=resp.status)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise WorkerUnavailable("peer", host) from exc
+
+    async def lookup(view: View, request: Request, table: Any, key: bytes, what: str) -> Response:
+        try:
+            check_ready(app)
+            host = owner_of(app, table, key)
+            if _is_me(app, host):
+                return _stored(view, table.get(key), what)
+            if ROUTED_HEADER in request.headers:
+                raise WorkerUnavailable("no_route", host)
+            return await forward(view, request, host)
+        except WorkerUnavailable as exc:
+            return _unavailable(view, exc)
+
+    async def peer_suppressions(
+        host: str, parts: list[int], scope: str | None, after: str, limit: int
+    ) -> list[dict[str, Any]]:
+        url = f"{host.rstrip('/')}/internal/suppressions/"
+        params = {
+            "partitions": ",".join(map(str, parts)),
+            "after": after,
+            "limit": str(limit),
+            **({"scope": scope} if scope else {}),
+        }
+        try:
+            async with app.http_client.get(
+                url, params=params, headers={ROUTED_HEADER: "1"}, timeout=_PEER_TIMEOUT
+            ) as resp:
+                if resp.status != 200:
+                    raise WorkerUnavailable("peer", host)
+                rows: list[dict[str, Any]] = orjson.loads(await resp.read())
+                return rows
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise WorkerUnavailable("peer", host) from exc
+
+    async def all_suppressions(scope: str | None, after: str, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` rows of every worker's partitions, merged in address order."""
+        check_ready(app)
+        pages = []
+        for host, parts in sorted(owners(app, topo.addresses, partitions).items()):
+            if _is_me(app, host):
+                pages.append(local_suppressions(topo, parts, scope, after, limit))
+            else:
+                pages.append(await peer_suppressions(host, parts, scope, after, limit))
+        return list(islice(heapq.merge(*pages, key=itemgetter("address")), limit))
 
     @app.page("/addresses/{address}/")
     class AddressView(View):
@@ -85,31 +234,26 @@ def register_api(app: faust.App, topo: Topology, settings: ProcessorSettings) ->
                 canonical = normalise_address(address, options)
             except NormaliseError:
                 return _json(self, {"error": "invalid_address"}, status=400)
-            try:
-                return await app.router.route_req(
-                    topo.addresses.name, canonical.encode(), self.web, request
-                )
-            except SameNode:
-                return _stored(self, topo.addresses.get(canonical.encode()), "address")
+            return await lookup(self, request, topo.addresses, canonical.encode(), "address")
 
     @app.page("/messages/{message_id}/")
     class MessageView(View):
         async def get(self, request: Request, message_id: str) -> Response:
-            try:
-                return await app.router.route_req(
-                    topo.messages.name, message_id.encode(), self.web, request
-                )
-            except SameNode:
-                return _stored(self, topo.messages.get(message_id.encode()), "message")
+            return await lookup(self, request, topo.messages, message_id.encode(), "message")
 
     @app.page("/internal/suppressions/")
     class LocalSuppressions(View):
         async def get(self, request: Request) -> Response:
             try:
                 scope, after, limit = _page_args(request)
+                parts = _partitions_arg(request)
             except ValueError as exc:
                 return _json(self, {"error": "bad_request", "detail": str(exc)}, status=400)
-            return _json(self, local_suppressions(topo, scope, after, limit))
+            try:
+                check_ready(app)
+                return _json(self, local_suppressions(topo, parts, scope, after, limit))
+            except WorkerUnavailable as exc:
+                return _unavailable(self, exc)
 
     @app.page("/suppressions/")
     class Suppressions(View):
@@ -118,57 +262,35 @@ def register_api(app: faust.App, topo: Topology, settings: ProcessorSettings) ->
                 scope, after, limit = _page_args(request)
             except ValueError as exc:
                 return _json(self, {"error": "bad_request", "detail": str(exc)}, status=400)
-            rows: list[dict[str, Any]] = []
-            hosts = app.router.table_metadata(topo.addresses.name) or {}
-            me = str(app.conf.canonical_url).rstrip("/")
-            for host in sorted(hosts) or [me]:
-                if str(host).rstrip("/") == me:
-                    rows += local_suppressions(topo, scope, after, limit)
-                    continue
-                url = f"{str(host).rstrip('/')}/internal/suppressions/"
-                params = {
-                    "after": after,
-                    "limit": str(limit),
-                    **({"scope": scope} if scope else {}),
-                }
-                try:
-                    async with app.http_client.get(
-                        url, params=params, timeout=_PEER_TIMEOUT
-                    ) as resp:
-                        if resp.status != 200:
-                            return _unavailable(self, host)
-                        rows += orjson.loads(await resp.read())
-                except (TimeoutError, aiohttp.ClientError):
-                    return _unavailable(self, host)
-            rows.sort(key=lambda r: r["address"])
-            page = rows[:limit]
-            cursor = page[-1]["address"] if len(rows) > limit or len(page) == limit else None
-            fmt = request.query.get("format", "json")
-            if fmt == "ndjson":
-                body = b"".join(orjson.dumps(r) + b"\n" for r in page)
-                return self.bytes(
-                    body, content_type="application/x-ndjson", headers=_cursor_header(cursor)
-                )
-            if fmt == "csv":
-                out = io.StringIO()
-                writer = csv.writer(out)
-                writer.writerow(["address", "scope", "reason", "cause", "since"])
-                for r in page:
-                    for s, v in r["suppression"].items():
-                        writer.writerow([r["address"], s, v["reason"], v["cause"], v["since"]])
-                return self.bytes(
-                    out.getvalue().encode(), content_type="text/csv", headers=_cursor_header(cursor)
-                )
-            return _json(self, {"items": page, "next": cursor})
+            try:
+                page = await all_suppressions(scope, after, limit)
+            except WorkerUnavailable as exc:
+                return _unavailable(self, exc)
+            cursor = page[-1]["address"] if len(page) == limit else None
+            return _page_response(self, request.query.get("format", "json"), page, cursor)
 
 
-def _cursor_header(cursor: str | None) -> dict[str, str]:
-    return {"X-Next-Cursor": cursor} if cursor else {}
+def _page_response(
+    view: View, fmt: str, page: list[dict[str, Any]], cursor: str | None
+) -> Response:
+    headers = {"X-Next-Cursor": cursor} if cursor else {}
+    if fmt == "ndjson":
+        body = b"".join(orjson.dumps(r) + b"\n" for r in page)
+        return view.bytes(body, content_type="application/x-ndjson", headers=headers)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["address", "scope", "reason", "cause", "since"])
+        for r in page:
+            for s, v in r["suppression"].items():
+                writer.writerow([r["address"], s, v["reason"], v["cause"], v["since"]])
+        return view.bytes(out.getvalue().encode(), content_type="text/csv", headers=headers)
+    return _json(view, {"items": page, "next": cursor})
 
 
 def _page_args(request: Request) -> tuple[str | None, str, int]:
     scope = request.query.get("scope")
-    if scope not in (None, "all", "marketing"):
+    if scope not in (None, *SCOPES):
         raise ValueError("scope must be all or marketing")
     after = request.query.get("after", "")
     try:
@@ -176,3 +298,14 @@ def _page_args(request: Request) -> tuple[str | None, str, int]:
     except ValueError:
         limit = 100
     return scope, after, limit
+
+
+def _partitions_arg(request: Request) -> list[int] | None:
+    """``partitions=0,3``: the partitions the asking worker expects this one to own."""
+    raw = request.query.get("partitions")
+    if raw is None:
+        return None
+    try:
+        return sorted({int(p) for p in raw.split(",") if p})
+    except ValueError:
+        raise ValueError("partitions must be comma-separated integers") from None

@@ -134,9 +134,20 @@ def _admin(action: str) -> dict[str, Any]:
     }
 
 
+def _unavailable(description: str) -> dict[str, Any]:
+    return error(
+        description + " Retry after `Retry-After` seconds. `reason`: starting, "
+        "rebalancing, stopping, no_route (partition owner unknown) or peer (the owner "
+        "did not answer).",
+        {"error": "worker_unavailable", "reason": "rebalancing"},
+        headers=RETRY_AFTER,
+    )
+
+
 def document() -> dict[str, Any]:
     """The processors OpenAPI document."""
     not_found = error("Never seen.", {"error": "not_found"})
+    unavailable = _unavailable("The worker, or the key's owner, cannot answer now.")
     paths: dict[str, Any] = {
         "/addresses/{address}/": {
             "get": {
@@ -154,6 +165,7 @@ def document() -> dict[str, Any]:
                     "200": _ok("Address state.", _ref("AddressState")),
                     "400": error("Not an email address.", {"error": "invalid_address"}),
                     "404": not_found,
+                    "503": unavailable,
                 },
             }
         },
@@ -173,6 +185,7 @@ def document() -> dict[str, Any]:
                 "responses": {
                     "200": _ok("Message state.", _ref("MessageState")),
                     "404": not_found,
+                    "503": unavailable,
                 },
             }
         },
@@ -211,7 +224,7 @@ def document() -> dict[str, Any]:
                         },
                     },
                     "400": error("Bad scope.", {"error": "bad_request"}),
-                    "503": error("A worker did not answer.", {"error": "worker_unavailable"}),
+                    "503": _unavailable("A worker cannot answer for its partitions now."),
                 },
             }
         },
@@ -220,10 +233,20 @@ def document() -> dict[str, Any]:
                 "operationId": "localSuppressions",
                 "summary": "Worker to worker: this worker's partitions of /suppressions/",
                 "x-internal": True,
-                "parameters": _page_params(),
+                "parameters": [
+                    *_page_params(),
+                    {
+                        "name": "partitions",
+                        "in": "query",
+                        "description": "Comma-separated partitions the asking worker expects "
+                        "this one to own (default: all it owns); 503 if it does not own them.",
+                        "schema": {"type": "string"},
+                    },
+                ],
                 "responses": {
                     "200": _ok("Rows.", {"type": "array", "items": _ref("SuppressionRow")}),
                     "400": error("Bad scope.", {"error": "bad_request"}),
+                    "503": _unavailable("Not ready, or not the owner of those partitions."),
                 },
             }
         },
