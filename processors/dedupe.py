@@ -30,7 +30,7 @@ caller from ``IndexChange``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from processors.policy import Policy
@@ -45,8 +45,9 @@ def bucket_of(at: datetime) -> int:
     return int(at.timestamp()) // BUCKET_SECONDS
 
 
-def _bucket_end(bucket: int) -> datetime:
-    return datetime.fromtimestamp((bucket + 1) * BUCKET_SECONDS, UTC)
+def _live(bucket: int, edge: datetime) -> bool:
+    """A bucket still holds keys at or after ``edge`` (it ends after it)."""
+    return (bucket + 1) * BUCKET_SECONDS > edge.timestamp()
 
 
 class SeenLookup(Protocol):
@@ -108,7 +109,7 @@ def remember(dedupe: Dedupe, at: datetime, raw: RawPosition, policy: Policy) -> 
     return Dedupe(
         positions=dict(sorted(positions.items())),
         newest_at=newest,
-        buckets=tuple(sorted(b for b in buckets if _bucket_end(b) > edge)),
+        buckets=tuple(sorted(b for b in buckets if _live(b, edge))),
     )
 
 

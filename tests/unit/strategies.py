@@ -4,6 +4,10 @@ Raw positions follow Kafka: within one raw partition inputs arrive in offset ord
 partitions interleave arbitrarily. ``arrived`` numbers inputs in their arrival order;
 ``positioned`` fixes positions once and ``interleaving`` draws an arrival order that
 respects them, which is exactly the freedom a real consumer has.
+
+The runners fold inputs through the production step (``processors.step``: the
+transitions plus the dedupe index outside the record), into a ``PipelineResult`` that
+plays both tables and their indexes; pass one in to go on from where a run stopped.
 """
 
 from __future__ import annotations
@@ -15,8 +19,15 @@ from typing import TypeVar
 
 from hypothesis import strategies as st
 
+from processors.dedupe import NO_CHANGE, is_retry
 from processors.policy import DEFAULT_SUPPRESS_ON, Policy
-from processors.transitions import apply_address_event, apply_manual_action, apply_message_event
+from processors.step import (
+    AddressOutcome,
+    MessageOutcome,
+    PipelineResult,
+    address_step,
+    message_step,
+)
 from schemas.commands import ManualAction, SuppressionCommand
 from schemas.common import EventType, SuppressionScope
 from schemas.events import CanonicalEvent, RawPosition
@@ -90,40 +101,111 @@ def arrived(items: Sequence[_I], partitions: int = 1) -> list[_I]:
     return out
 
 
+def nothing_seen(bucket: int, key: str) -> bool:
+    """The dedupe index of an owner that has none yet."""
+    return False
+
+
+def owner_of(item: Input) -> str:
+    """The address an input belongs to."""
+    return item.address if isinstance(item, ManualAction) else item.recipient
+
+
+def at_of(item: Input) -> datetime:
+    """An input's event time."""
+    return item.requested_at if isinstance(item, ManualAction) else item.occurred_at
+
+
+def key_of(item: Input) -> str:
+    """An input's dedupe key."""
+    return item.action_id if isinstance(item, ManualAction) else item.dedupe_key
+
+
+def fold(
+    inputs: Iterable[Input],
+    policy: Policy,
+    tables: PipelineResult | None = None,
+    *,
+    via_json: bool = False,
+) -> PipelineResult:
+    """Apply inputs in order; ``via_json`` stores and reloads each state before use."""
+    tables = PipelineResult() if tables is None else tables
+    for item in inputs:
+        if via_json:
+            _reload(tables, item)
+        tables.apply(item, policy)
+    return tables
+
+
+def _reload(tables: PipelineResult, item: Input) -> None:
+    owner = owner_of(item)
+    if owner in tables.addresses:
+        stored = tables.addresses[owner].model_dump_json()
+        tables.addresses[owner] = AddressState.model_validate_json(stored)
+    mid = None if isinstance(item, ManualAction) else item.message_id
+    if mid is not None and mid in tables.messages:
+        stored = tables.messages[mid].model_dump_json()
+        tables.messages[mid] = MessageState.model_validate_json(stored)
+
+
 def run(
     inputs: Iterable[Input],
     policy: Policy,
-    state: AddressState | None = None,
+    tables: PipelineResult | None = None,
     *,
     via_json: bool = False,
 ) -> tuple[AddressState, list[SuppressionCommand]]:
-    """Apply inputs in order; ``via_json`` stores and reloads the state between steps."""
-    commands: list[SuppressionCommand] = []
-    for item in inputs:
-        if via_json and state is not None:
-            state = AddressState.model_validate_json(state.model_dump_json())
-        if isinstance(item, ManualAction):
-            state, new = apply_manual_action(state, item, policy)
-        else:
-            state, new = apply_address_event(state, item, policy)
-        commands += new
-    assert state is not None
-    return state, commands
+    """Apply inputs of one address in order: its state and the commands they caused."""
+    items = list(inputs)
+    [owner] = {owner_of(i) for i in items}
+    tables = PipelineResult() if tables is None else tables
+    issued = len(tables.commands)
+    fold(items, policy, tables, via_json=via_json)
+    return tables.addresses[owner], tables.commands[issued:]
 
 
 def run_messages(
-    inputs: Iterable[Input], policy: Policy, *, via_json: bool = False
+    inputs: Iterable[Input],
+    policy: Policy,
+    *,
+    via_json: bool = False,
+    tables: PipelineResult | None = None,
 ) -> dict[str, MessageState]:
     """Apply the message events among ``inputs``; message id -> state."""
-    states: dict[str, MessageState] = {}
+    return fold(inputs, policy, tables, via_json=via_json).messages
+
+
+def address_again(tables: PipelineResult, item: Input, policy: Policy) -> AddressOutcome:
+    """What ``item`` would do to its address now, without applying it."""
+    owner = owner_of(item)
+    return address_step(tables.addresses.get(owner), item, policy, tables.index.lookup(owner))
+
+
+def message_again(tables: PipelineResult, item: CanonicalEvent, policy: Policy) -> MessageOutcome:
+    """What ``item`` would do to its message now, without applying it."""
+    assert item.message_id is not None
+    mid = item.message_id
+    seen = tables.message_index.lookup(mid)
+    return message_step(tables.messages.get(mid), item, policy, seen)
+
+
+def changes_nothing(outcome: AddressOutcome | MessageOutcome) -> bool:
+    """Neither the state, nor the index, nor a command: the store would not be written."""
+    commands = outcome.commands if isinstance(outcome, AddressOutcome) else []
+    return not outcome.changed and outcome.index == NO_CHANGE and commands == []
+
+
+def recognised_as_retries(
+    tables: PipelineResult, inputs: Iterable[Input], policy: Policy
+) -> set[str]:
+    """The keys among ``inputs`` that the address's dedupe index would refuse as retries."""
+    found = set()
     for item in inputs:
-        if isinstance(item, ManualAction) or item.message_id is None:
-            continue
-        before = states.get(item.message_id)
-        if via_json and before is not None:
-            before = MessageState.model_validate_json(before.model_dump_json())
-        states[item.message_id] = apply_message_event(before, item, policy)
-    return states
+        state = tables.addresses[owner_of(item)]
+        seen = tables.index.lookup(owner_of(item))
+        if is_retry(state.dedupe, key_of(item), at_of(item), policy, seen):
+            found.add(key_of(item))
+    return found
 
 
 def reasons(state: AddressState | None) -> dict[str, str]:

@@ -19,10 +19,11 @@ from processors.normalise import (
     normalise_manual_action,
 )
 from processors.policy import Policy
-from processors.transitions import apply_address_event, apply_manual_action
+from processors.step import PipelineResult
 from schemas.common import PROVIDER_KINDS
 from schemas.events import CanonicalEvent, RawPosition
 from schemas.raw import ADMIN_PROVIDER, RawWebhook
+from tests.unit.strategies import run
 
 TOKEN = SecretStr("unit-admin-token")
 NOW = datetime(2026, 5, 20, 9, 30, tzinfo=UTC)
@@ -228,13 +229,13 @@ async def test_unsuppress_through_the_raw_log_lifts_an_earlier_hard_bounce() -> 
         raw=RawPosition(partition=4, offset=3),
         verification="hmac-sha256",
     )
-    state, commands = apply_address_event(None, bounce, policy)
+    tables = PipelineResult()
+    state, commands = run([bounce], policy, tables)
     assert state.suppression["all"] is not None
     log = FakeRawLog()
     await admin(log).handle("unsuppress", "Bearer unit-admin-token", body(reason="fixed"))
-    state, commands = apply_manual_action(
-        state, normalise_manual_action(log.read_back(), OPTIONS), policy
-    )
+    action = normalise_manual_action(log.read_back(), OPTIONS)
+    state, commands = run([action], policy, tables)
     assert state.suppression["all"] is None
     [command] = commands
     assert (command.change.action, command.change.reason) == ("unsuppress", "manual:fixed")

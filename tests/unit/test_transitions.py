@@ -10,32 +10,35 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.policy import Policy
-from processors.transitions import apply_address_event, apply_manual_action, apply_message_event
+from processors.step import PipelineResult
 from schemas.commands import ManualAction, SuppressionCommand
 from schemas.events import CanonicalEvent, RawPosition
 from schemas.state import AddressState, MessageState
-from tests.unit.strategies import ADDRESS, T0, arrived, event, event_sets
+from tests.unit import strategies
+from tests.unit.strategies import (
+    ADDRESS,
+    T0,
+    address_again,
+    arrived,
+    changes_nothing,
+    event,
+    event_sets,
+    message_again,
+)
 
 POLICY = Policy()
 
 
 def run(
-    events: Iterable[CanonicalEvent], policy: Policy = POLICY, state: AddressState | None = None
+    events: Iterable[CanonicalEvent | ManualAction],
+    policy: Policy = POLICY,
+    tables: PipelineResult | None = None,
 ) -> tuple[AddressState, list[SuppressionCommand]]:
-    commands: list[SuppressionCommand] = []
-    for e in events:
-        state, cmds = apply_address_event(state, e, policy)
-        commands += cmds
-    assert state is not None
-    return state, commands
+    return strategies.run(events, policy, tables)
 
 
 def run_messages(events: Iterable[CanonicalEvent]) -> dict[str, MessageState]:
-    states: dict[str, MessageState] = {}
-    for e in events:
-        assert e.message_id is not None
-        states[e.message_id] = apply_message_event(states.get(e.message_id), e, POLICY)
-    return states
+    return strategies.run_messages(events, POLICY)
 
 
 def reasons(state: AddressState | None) -> dict[str, str]:
@@ -115,26 +118,32 @@ def test_provider_retry_with_new_raw_offset_counts_once() -> None:
 
 def test_replay_at_or_below_applied_offset_is_skipped() -> None:
     events = arrived([event("bounced.hard", 1), event("opened", 2)])
-    state, _ = run(events)
-    replayed, again = run(events, state=state)
+    tables = PipelineResult()
+    state, _ = run(events, tables=tables)
+    index = tables.index.keys(ADDRESS)
+    replayed, again = run(events, tables=tables)
     assert replayed == state
     assert again == []
     # Same event id at a new position (e.g. re-driven) is still a duplicate.
     moved = events[0].model_copy(update={"raw": RawPosition(partition=3, offset=0)})
-    assert run([moved], state=state) == (state, [])
+    assert run([moved], tables=tables) == (state, [])
+    assert tables.index.keys(ADDRESS) == index
 
 
 def test_dedupe_keys_are_pruned_by_event_time_not_wall_clock() -> None:
     policy = Policy(dedupe_retention=timedelta(hours=1))
     old = event("opened", 0, key="old")
     new = event("opened", 180, key="new")
-    state, _ = run(arrived([old, new]), policy)
-    assert set(state.dedupe.seen) == {"new"}
+    tables = PipelineResult()
+    state, _ = run(arrived([old, new]), policy, tables)
+    assert tables.index.keys(ADDRESS) == {"new"}
+    assert state.dedupe.newest_at == new.occurred_at
     assert state.counts == {"opened": 2}
 
 
 def test_manual_unsuppress_lifts_and_later_hard_bounce_resuppresses() -> None:
-    state, _ = run(arrived([event("bounced.hard", 1)]))
+    tables = PipelineResult()
+    state, _ = run(arrived([event("bounced.hard", 1)]), tables=tables)
     action = ManualAction(
         action_id="adm-1",
         action="unsuppress",
@@ -143,11 +152,11 @@ def test_manual_unsuppress_lifts_and_later_hard_bounce_resuppresses() -> None:
         requested_at=T0 + timedelta(minutes=2),
         raw=RawPosition(partition=9, offset=0),
     )
-    state, commands = apply_manual_action(state, action, POLICY)
+    state, commands = run([action], tables=tables)
     assert scopes(state) == {}
     assert [(c.change.action, c.change.cause) for c in commands] == [("unsuppress", "adm-1")]
-    assert apply_manual_action(state, action, POLICY) == (state, [])
-    state, commands = run([event("bounced.hard", 3, offset=1)], state=state)
+    assert changes_nothing(address_again(tables, action, POLICY))
+    state, commands = run([event("bounced.hard", 3, offset=1)], tables=tables)
     assert scopes(state) == {"all": "hard_bounce"}
     assert len(commands) == 1
 
@@ -186,10 +195,16 @@ def test_same_set_in_any_order_gives_same_state(
 ) -> None:
     shuffled = events[:]
     random.Random(seed).shuffle(shuffled)
-    a, _ = run(arrived(events, partitions))
-    b, _ = run(arrived(shuffled, partitions))
+    tables_a, tables_b = PipelineResult(), PipelineResult()
+    a, _ = run(arrived(events, partitions), tables=tables_a)
+    b, _ = run(arrived(shuffled, partitions), tables=tables_b)
+    # Positions were given in arrival order, so everything else must agree: the window
+    # (newest_at, buckets) and the index too.
     assert a.model_copy(update={"dedupe": None}) == b.model_copy(update={"dedupe": None})
-    assert set(a.dedupe.seen) == set(b.dedupe.seen)
+    assert a.dedupe.model_copy(update={"positions": {}}) == b.dedupe.model_copy(
+        update={"positions": {}}
+    )
+    assert tables_a.index.entries == tables_b.index.entries
     assert (
         run_messages(arrived(events, partitions)).keys()
         == run_messages(arrived(shuffled, partitions)).keys()
@@ -206,25 +221,25 @@ def test_same_set_in_any_order_gives_same_state(
 @given(events=event_sets())
 def test_applying_any_event_twice_changes_nothing(events: list[CanonicalEvent]) -> None:
     positioned = arrived(events)
-    state, _ = run(positioned)
-    for e in positioned:
-        assert apply_address_event(state, e, POLICY) == (state, [])
-    replayed, commands = run(positioned, state=state)
+    tables = PipelineResult()
+    state, _ = run(positioned, tables=tables)
+    moved = [e.model_copy(update={"raw": RawPosition(partition=7, offset=0)}) for e in positioned]
+    for e in positioned + moved:  # replays, then retries at a new position
+        assert changes_nothing(address_again(tables, e, POLICY))
+        assert changes_nothing(message_again(tables, e, POLICY))
+    replayed, commands = run(positioned, tables=tables)
     assert replayed == state
     assert commands == []
-    messages = run_messages(positioned)
-    for e in positioned:
-        assert e.message_id is not None
-        assert apply_message_event(messages[e.message_id], e, POLICY) == messages[e.message_id]
 
 
 @settings(max_examples=100, deadline=None)
 @given(events=event_sets())
 def test_commands_describe_every_suppression_change(events: list[CanonicalEvent]) -> None:
+    tables = PipelineResult()
     state: AddressState | None = None
     for e in arrived(events):
         before = reasons(state)
-        state, commands = apply_address_event(state, e, POLICY)
+        state, commands = run([e], tables=tables)
         after = reasons(state)
         changed = {s for s in ("all", "marketing") if before.get(s) != after.get(s)}
         assert {c.change.scope for c in commands} == changed

@@ -9,12 +9,27 @@ from datetime import datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from processors.dedupe import bucket_of
 from processors.policy import Policy
+from processors.step import PipelineResult
 from processors.transitions import apply_address_event, apply_manual_action
 from schemas.commands import SuppressionChange, SuppressionCommand
 from schemas.events import CanonicalEvent, RawPosition
 from schemas.state import AddressState
-from tests.unit.strategies import T0, Input, arrived, event, manual, reasons, run
+from tests.unit.strategies import (
+    ADDRESS,
+    T0,
+    Input,
+    address_again,
+    arrived,
+    changes_nothing,
+    event,
+    manual,
+    nothing_seen,
+    reasons,
+    recognised_as_retries,
+    run,
+)
 
 POLICY = Policy()
 
@@ -96,7 +111,9 @@ def test_a_later_delivery_lifts_a_soft_bounce_suppression_and_an_older_one_does_
 
 
 def test_hard_bounce_suppresses_all_mail_with_one_command() -> None:
-    state, commands = run(arrived([event("delivered", 0), event("bounced.hard", 5)]), POLICY)
+    tables = PipelineResult()
+    events = arrived([event("delivered", 0), event("bounced.hard", 5)])
+    state, commands = run(events, POLICY, tables)
     assert reasons(state) == {"all": "hard_bounce"}
     [command] = commands
     assert (command.change.action, command.change.scope, command.change.reason) == (
@@ -107,7 +124,7 @@ def test_hard_bounce_suppresses_all_mail_with_one_command() -> None:
     assert command.suppression["marketing"] is None
     assert command.issued_at == at(5)
     # Sticky: a later delivery does not lift it.
-    state, commands = run([event("delivered", 9, offset=2)], POLICY, state)
+    state, commands = run([event("delivered", 9, offset=2)], POLICY, tables)
     assert reasons(state) == {"all": "hard_bounce"}
     assert commands == []
 
@@ -128,57 +145,74 @@ def test_dropped_suppresses_only_when_the_policy_says_so() -> None:
 
 
 def test_the_earliest_cause_is_reported_and_a_reason_change_is_a_command() -> None:
-    state, _ = run(arrived([event("bounced.hard", 10)]), POLICY)
-    state, commands = run([event("complained", 5, offset=1)], POLICY, state)
+    tables = PipelineResult()
+    state, _ = run(arrived([event("bounced.hard", 10)]), POLICY, tables)
+    state, commands = run([event("complained", 5, offset=1)], POLICY, tables)
     assert reasons(state) == {"all": "complaint"}
     assert [(c.change.reason, c.change.cause) for c in commands] == [
         ("complaint", "test:complained:5")
     ]
     # An even older complaint: the cause changes but the reason does not, no command.
-    state, commands = run([event("complained", 1, offset=2)], POLICY, state)
+    state, commands = run([event("complained", 1, offset=2)], POLICY, tables)
     assert state.suppression["all"] is not None
     assert state.suppression["all"].cause == "test:complained:1"
     assert commands == []
     # An older hard bounce changes the reason again: a command.
-    state, commands = run([event("bounced.hard", 0, offset=3)], POLICY, state)
+    state, commands = run([event("bounced.hard", 0, offset=3)], POLICY, tables)
     assert [(c.change.reason, c.issued_at) for c in commands] == [("hard_bounce", at(0))]
 
 
 def test_provider_retry_with_a_new_raw_offset_is_counted_once() -> None:
     retry = event("bounced.hard", 1, key="nexuspromail:evt_1")
-    state, commands = run(arrived([retry] * 4), POLICY)
+    tables = PipelineResult()
+    state, commands = run(arrived([retry] * 4), POLICY, tables)
     assert state.counts == {"bounced.hard": 1}
     assert len(commands) == 1
+    assert tables.index.entries == {ADDRESS: {bucket_of(retry.occurred_at): {retry.dedupe_key}}}
+    # The retries were skipped: the positions are the first copy's.
+    assert state.dedupe.positions == {"0": (0, 0)}
 
 
 def test_replay_at_or_below_the_applied_position_is_skipped() -> None:
     events = arrived([event("bounced.hard", 1), event("opened", 2)])
-    state, _ = run(events, POLICY)
-    assert run(events, POLICY, state) == (state, [])
+    tables = PipelineResult()
+    state, _ = run(events, POLICY, tables)
+    assert run(events, POLICY, tables) == (state, [])
     # The position layer alone: an unseen key at an applied position is a replay too.
     unseen = event("opened", 3, key="never-seen", offset=1)
-    assert apply_address_event(state, unseen, POLICY) == (state, [])
+    assert apply_address_event(state, unseen, POLICY, nothing_seen) == (state, [])
     # A batch: index orders events of one raw record.
     second_in_record = event("opened", 3, key="next-in-batch", offset=1, index=1)
-    assert apply_address_event(state, second_in_record, POLICY)[0].counts["opened"] == 2
+    applied, _ = apply_address_event(state, second_in_record, POLICY, nothing_seen)
+    assert applied.counts["opened"] == 2
 
 
 def test_dedupe_keys_are_pruned_by_event_time_not_wall_clock() -> None:
     policy = Policy(dedupe_retention=timedelta(hours=1))
     events = arrived([event("opened", 0, key="old"), event("opened", 180, key="new")])
-    state, _ = run(events, policy)
-    assert set(state.dedupe.seen) == {"new"}
+    tables = PipelineResult()
+    state, _ = run(events, policy, tables)
+    assert tables.index.keys(ADDRESS) == {"new"}
+    assert state.dedupe.buckets == (bucket_of(at(180)),)
+    assert state.dedupe.newest_at == at(180)
     assert state.dedupe.positions == {"0": (1, 0)}
+    # The old key is forgotten: a retry of it counts again; one of the new key does not.
+    again = [e.model_copy(update={"raw": RawPosition(partition=1, offset=0)}) for e in events]
+    assert run(again, policy, tables)[0].counts == {"opened": 3}
     # Nothing else prunes: with the default 48 h both are kept, however late we run.
-    assert set(run(events, POLICY)[0].dedupe.seen) == {"old", "new"}
+    kept = PipelineResult()
+    state, _ = run(events, POLICY, kept)
+    assert kept.index.keys(ADDRESS) == {"old", "new"}
+    assert state.dedupe.buckets == (bucket_of(at(0)), bucket_of(at(180)))
     with pytest.raises(ValidationError):
         Policy(dedupe_retention=timedelta(minutes=59))
 
 
 def test_manual_unsuppress_lifts_a_hard_bounce_and_a_later_one_resuppresses() -> None:
-    state, _ = run(arrived([event("bounced.hard", 1)]), POLICY)
+    tables = PipelineResult()
+    state, _ = run(arrived([event("bounced.hard", 1)]), POLICY, tables)
     lift = manual("unsuppress", 2, key="adm-1", reason="customer asked", partition=9)
-    state, commands = apply_manual_action(state, lift, POLICY)
+    state, commands = run([lift], POLICY, tables)
     assert reasons(state) == {}
     [command] = commands
     assert (command.change.action, command.change.cause, command.change.reason) == (
@@ -187,12 +221,14 @@ def test_manual_unsuppress_lifts_a_hard_bounce_and_a_later_one_resuppresses() ->
         "manual:customer asked",
     )
     assert command.issued_at == at(2)
-    assert apply_manual_action(state, lift, POLICY) == (state, [])
+    assert changes_nothing(address_again(tables, lift, POLICY))  # a replay
+    retried = lift.model_copy(update={"raw": RawPosition(partition=9, offset=5)})
+    assert changes_nothing(address_again(tables, retried, POLICY))  # a retry
     # An older hard bounce arriving after the unsuppress stays lifted ...
-    state, commands = run([event("bounced.hard", 0, offset=1)], POLICY, state)
+    state, commands = run([event("bounced.hard", 0, offset=1)], POLICY, tables)
     assert (reasons(state), commands) == ({}, [])
     # ... a later one suppresses again.
-    state, commands = run([event("bounced.hard", 3, offset=2)], POLICY, state)
+    state, commands = run([event("bounced.hard", 3, offset=2)], POLICY, tables)
     assert reasons(state) == {"all": "hard_bounce"}
     assert [c.change.cause for c in commands] == ["test:bounced.hard:3"]
 
@@ -228,21 +264,24 @@ def test_a_soft_bounce_at_the_delivery_instant_is_not_later_than_it() -> None:
 
 
 def test_manual_unsuppress_restarts_the_soft_bounce_count() -> None:
-    state, _ = run(arrived([event("bounced.soft", m) for m in (1, 2, 3)]), POLICY)
-    state, _ = apply_manual_action(state, manual("unsuppress", 4, partition=1), POLICY)
+    tables = PipelineResult()
+    state, _ = run(arrived([event("bounced.soft", m) for m in (1, 2, 3)]), POLICY, tables)
+    state, _ = run([manual("unsuppress", 4, partition=1)], POLICY, tables)
     assert reasons(state) == {}
-    state, commands = run([event("bounced.soft", m, offset=m) for m in (5, 6)], POLICY, state)
+    state, commands = run([event("bounced.soft", m, offset=m) for m in (5, 6)], POLICY, tables)
     assert (reasons(state), commands) == ({}, [])
-    state, commands = run([event("bounced.soft", 7, offset=7)], POLICY, state)
+    state, commands = run([event("bounced.soft", 7, offset=7)], POLICY, tables)
     assert [c.change.cause for c in commands] == ["test:bounced.soft:7"]
 
 
 def test_manual_suppress_is_sticky_with_the_operators_reason() -> None:
     action = manual("suppress", 1, scope="marketing", key="adm-9", reason="legal hold")
-    state, commands = apply_manual_action(None, action, POLICY)
+    state, commands = apply_manual_action(None, action, POLICY, nothing_seen)
     assert reasons(state) == {"marketing": "manual:legal hold"}
     assert commands[0].change.cause == "adm-9"
-    state, commands = run([event("delivered", 5, offset=1)], POLICY, state)
+    tables = PipelineResult()
+    assert run([action], POLICY, tables) == (state, commands)
+    state, commands = run([event("delivered", 5, offset=1)], POLICY, tables)
     assert (reasons(state), commands) == ({"marketing": "manual:legal hold"}, [])
 
 
@@ -277,11 +316,18 @@ def test_state_and_commands_survive_a_json_round_trip() -> None:
 def test_the_record_stays_bounded() -> None:
     # A week of soft bounces every 10 minutes, no delivery.
     events = arrived([event("bounced.soft", m) for m in range(0, 7 * 24 * 60, 10)])
-    state, commands = run(events, POLICY)
+    tables = PipelineResult()
+    state, commands = run(events, POLICY, tables)
     assert len(state.soft_bounces) == POLICY.soft_bounce_marks
-    assert len(state.dedupe.seen) == 48 * 6 + 1  # 48 h of event time, both ends included
+    # 48 h of event time, both ends included, are recognised as retries ...
+    assert len(recognised_as_retries(tables, events, POLICY)) == 48 * 6 + 1
+    # ... and the index holds whole hours: those plus the 5 keys of the hour the horizon
+    # cuts (kept, never consulted, until that hour expires), in 48 + 1 buckets.
+    assert len(tables.index.keys(ADDRESS)) == 48 * 6 + 1 + 5
+    assert len(state.dedupe.buckets) == 48 + 1
     assert len(commands) == 1
-    assert len(state.model_dump_json()) < 40_000
+    # The dedupe keys are outside the record: it is small, whatever the history.
+    assert len(state.model_dump_json()) < 4_000
 
 
 def test_policy_rejects_types_that_cannot_suppress() -> None:
@@ -296,7 +342,7 @@ def test_policy_rejects_types_that_cannot_suppress() -> None:
 def test_raw_position_layer_is_per_partition() -> None:
     state, _ = run([event("opened", 1, key="a", partition=0, offset=50)], POLICY)
     other = event("opened", 2, key="b", partition=1, offset=3)
-    assert apply_address_event(state, other, POLICY)[0].dedupe.positions == {
+    assert apply_address_event(state, other, POLICY, nothing_seen)[0].dedupe.positions == {
         "0": (50, 0),
         "1": (3, 0),
     }

@@ -8,11 +8,20 @@ from datetime import timedelta
 import pytest
 
 from processors.policy import Policy
+from processors.step import PipelineResult
 from processors.transitions import apply_message_event
 from schemas.common import EventType
-from schemas.events import CanonicalEvent
+from schemas.events import CanonicalEvent, RawPosition
 from schemas.state import MessageState
-from tests.unit.strategies import T0, arrived, event, run_messages
+from tests.unit.strategies import (
+    T0,
+    arrived,
+    changes_nothing,
+    event,
+    message_again,
+    nothing_seen,
+    run_messages,
+)
 
 POLICY = Policy()
 
@@ -81,15 +90,19 @@ def test_history_keeps_the_latest_events_by_event_time_in_any_order() -> None:
     for seed in range(10):
         order = events[:]
         random.Random(seed).shuffle(order)
-        state = run_messages(arrived(order), POLICY)["msg_1"]
+        tables = PipelineResult()
+        state = run_messages(arrived(order), POLICY, tables=tables)["msg_1"]
         assert [h.dedupe_key for h in state.history] == [h.dedupe_key for h in expected.history]
-        # Dedupe uses the remembered keys, not the (truncated) history.
-        assert apply_message_event(state, order[0], POLICY) == state
+        # Dedupe uses the index, not the (truncated) history: the oldest event is out of
+        # the history, and its retry at a new position is still refused.
+        assert "o00" not in {h.dedupe_key for h in state.history}
+        retry = events[0].model_copy(update={"raw": RawPosition(partition=5, offset=0)})
+        assert changes_nothing(message_again(tables, retry, POLICY))
 
 
 def test_history_entries_carry_what_a_reader_needs() -> None:
     opened = event("opened", 2, key="nx:1", address="b@example.com", partition=4, offset=17)
-    state = apply_message_event(None, opened, POLICY)
+    state = apply_message_event(None, opened, POLICY, nothing_seen)
     [entry] = state.history
     assert (entry.type, entry.dedupe_key, entry.recipient) == ("opened", "nx:1", "b@example.com")
     assert (entry.raw.partition, entry.raw.offset) == (4, 17)
@@ -104,12 +117,14 @@ def test_ties_in_event_time_are_ordered_by_dedupe_key() -> None:
 
 def test_retry_and_replay_are_counted_once() -> None:
     delivered = event("delivered", 1, key="nx:evt")
-    state = run_messages(arrived([delivered] * 3), POLICY)["msg_1"]
+    tables = PipelineResult()
+    state = run_messages(arrived([delivered] * 3), POLICY, tables=tables)["msg_1"]
     assert state.event_count == 1
     assert len(state.history) == 1
-    assert apply_message_event(state, state_event(state, delivered), POLICY) == state
+    assert tables.message_index.keys("msg_1") == {"nx:evt"}
+    assert changes_nothing(message_again(tables, state_event(state, delivered), POLICY))
     unseen_at_applied_position = event("opened", 2, key="fresh", offset=0)
-    assert apply_message_event(state, unseen_at_applied_position, POLICY) == state
+    assert apply_message_event(state, unseen_at_applied_position, POLICY, nothing_seen) == state
 
 
 def state_event(state: MessageState, e: CanonicalEvent) -> CanonicalEvent:
@@ -143,4 +158,4 @@ def test_small_history_limit_and_json_round_trip() -> None:
 def test_an_event_without_message_id_is_refused() -> None:
     orphan = event("opened", 1).model_copy(update={"message_id": None})
     with pytest.raises(ValueError, match="message_id"):
-        apply_message_event(None, orphan, POLICY)
+        apply_message_event(None, orphan, POLICY, nothing_seen)

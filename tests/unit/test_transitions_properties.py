@@ -1,5 +1,8 @@
 """Properties of the pure transitions: order-insensitivity, idempotence, replay safety,
-and agreement with the rules computed from the whole set of inputs at once."""
+and agreement with the rules computed from the whole set of inputs at once.
+
+Inputs are folded through the production step and its dedupe index (tests/unit/
+strategies.py), so "the state" is the record and the index together."""
 
 from __future__ import annotations
 
@@ -12,39 +15,66 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.dedupe import BUCKET_SECONDS, bucket_of, horizon
 from processors.policy import REASONS, SOFT_BOUNCE_REASON, Policy
-from processors.transitions import (
-    SCOPES,
-    STATUS_PRECEDENCE,
-    apply_address_event,
-    apply_manual_action,
-    apply_message_event,
-    manual_reason,
-)
+from processors.step import PipelineResult
+from processors.transitions import SCOPES, STATUS_PRECEDENCE, manual_reason
 from schemas.commands import ManualAction, SuppressionCommand
 from schemas.common import EventType
 from schemas.events import CanonicalEvent, RawPosition
-from schemas.state import AddressState, Dedupe, MessageState
+from schemas.state import AddressState, MessageState
 from tests.unit.strategies import (
+    ADDRESS,
     Input,
+    address_again,
     arrived,
+    at_of,
+    changes_nothing,
     event_sets,
+    fold,
     input_sets,
     interleaving,
+    key_of,
+    message_again,
     policies,
     positioned,
     reasons,
+    recognised_as_retries,
     run,
-    run_messages,
 )
 
-
-def _at(item: Input) -> datetime:
-    return item.requested_at if isinstance(item, ManualAction) else item.occurred_at
+_at, _key = at_of, key_of
 
 
-def _key(item: Input) -> str:
-    return item.action_id if isinstance(item, ManualAction) else item.dedupe_key
+def _live(at: datetime, edge: datetime) -> bool:
+    """Whether the dedupe bucket of ``at`` still ends after the horizon ``edge``."""
+    return (bucket_of(at) + 1) * BUCKET_SECONDS > edge.timestamp()
+
+
+def _expected_dedupe(inputs: Sequence[Input], policy: Policy) -> dict[str, Any]:
+    """The dedupe window of a set of inputs (processors/dedupe.py), computed at once."""
+    newest = max(_at(i) for i in inputs)
+    edge = newest - policy.dedupe_retention
+    return {
+        "newest_at": newest,
+        # Whole hours: every key whose hour ends after the horizon ...
+        "buckets": sorted({bucket_of(_at(i)) for i in inputs if _live(_at(i), edge)}),
+        "index": {_key(i) for i in inputs if _live(_at(i), edge)},
+        # ... but only those at or after the horizon count as retries.
+        "window": {_key(i) for i in inputs if _at(i) >= edge},
+    }
+
+
+def _actual_dedupe(
+    tables: PipelineResult, owner: str, inputs: Sequence[Input], policy: Policy
+) -> dict[str, Any]:
+    dedupe = tables.addresses[owner].dedupe
+    return {
+        "newest_at": dedupe.newest_at,
+        "buckets": list(dedupe.buckets),
+        "index": tables.index.keys(owner),
+        "window": recognised_as_retries(tables, inputs, policy),
+    }
 
 
 def _expected_address(inputs: Sequence[Input], policy: Policy) -> dict[str, Any]:
@@ -86,7 +116,6 @@ def _expected_address(inputs: Sequence[Input], policy: Policy) -> dict[str, Any]
             in_force.append((at, key, SOFT_BOUNCE_REASON))
         first = min(in_force, default=None)
         suppression[scope] = None if first is None else (first[2], first[1], first[0])
-    newest = max(_at(i) for i in inputs)
     return {
         "counts": dict(Counter(e.type for e in events)),
         "last_delivered_at": delivered,
@@ -94,7 +123,6 @@ def _expected_address(inputs: Sequence[Input], policy: Policy) -> dict[str, Any]
         "last_clicked_at": latest("clicked"),
         "soft_bounces": soft,
         "suppression": suppression,
-        "seen": {_key(i) for i in inputs if _at(i) >= newest - policy.dedupe_retention},
     }
 
 
@@ -109,7 +137,6 @@ def _actual_address(state: AddressState) -> dict[str, Any]:
             s: None if v is None else (v.reason, v.cause, v.since)
             for s, v in state.suppression.items()
         },
-        "seen": set(state.dedupe.seen),
     }
 
 
@@ -154,7 +181,8 @@ def _no_positions(state: MessageState) -> MessageState:
     """The message state with the per-event raw positions blanked out."""
     zero = RawPosition(partition=0, offset=0)
     history = tuple(h.model_copy(update={"raw": zero}) for h in state.history)
-    return state.model_copy(update={"history": history, "dedupe": Dedupe(seen=state.dedupe.seen)})
+    dedupe = state.dedupe.model_copy(update={"positions": {}})
+    return state.model_copy(update={"history": history, "dedupe": dedupe})
 
 
 @settings(deadline=None)  # wall-clock limits flake on a busy machine
@@ -164,10 +192,12 @@ def test_any_legal_arrival_order_gives_an_equal_state(
 ) -> None:
     policy, inputs, order = scenario
     other = data.draw(interleaving(inputs))
-    a, _ = run(order, policy)
-    b, _ = run(other, policy, via_json=True)  # the agents reload state from JSON each time
-    assert a == b
-    assert run_messages(order, policy) == run_messages(other, policy, via_json=True)
+    first = fold(order, policy)
+    second = fold(other, policy, via_json=True)  # the agents reload state from JSON each time
+    assert first.addresses == second.addresses
+    assert first.messages == second.messages
+    assert first.index.entries == second.index.entries
+    assert first.message_index.entries == second.message_index.entries
 
 
 @settings(deadline=None)  # wall-clock limits flake on a busy machine
@@ -176,12 +206,20 @@ def test_state_matches_the_rules_evaluated_on_the_whole_set(
     scenario: tuple[Policy, list[Input], list[Input]],
 ) -> None:
     policy, inputs, order = scenario
-    state, _ = run(order, policy)
+    tables = fold(order, policy)
+    state = tables.addresses[ADDRESS]
     assert _actual_address(state) == _expected_address(inputs, policy)
+    assert _actual_dedupe(tables, ADDRESS, inputs, policy) == _expected_dedupe(inputs, policy)
     events = [i for i in inputs if isinstance(i, CanonicalEvent)]
-    for message_id, message in run_messages(order, policy).items():
+    for message_id, message in tables.messages.items():
         mine = [e for e in events if e.message_id == message_id]
         assert _actual_message(message) == _expected_message(mine, policy)
+        expected = _expected_dedupe(mine, policy)
+        assert (message.dedupe.newest_at, list(message.dedupe.buckets)) == (
+            expected["newest_at"],
+            expected["buckets"],
+        )
+        assert tables.message_index.keys(message_id) == expected["index"]
 
 
 @settings(deadline=None)  # wall-clock limits flake on a busy machine
@@ -192,15 +230,15 @@ def test_shuffled_then_numbered_in_arrival_order_gives_an_equal_state(
     shuffled = events[:]
     random.Random(seed).shuffle(shuffled)
     policy = Policy()
-    a, _ = run(arrived(events, partitions), policy)
-    b, _ = run(arrived(shuffled, partitions), policy)
-    assert a == b
+    first = fold(arrived(events, partitions), policy)
+    second = fold(arrived(shuffled, partitions), policy)
+    assert first.addresses == second.addresses
+    assert first.index.entries == second.index.entries
     # Positions were given in arrival order, so only they may differ in the histories.
-    ma = run_messages(arrived(events, partitions), policy)
-    mb = run_messages(arrived(shuffled, partitions), policy)
-    assert {k: _no_positions(v) for k, v in ma.items()} == {
-        k: _no_positions(v) for k, v in mb.items()
+    assert {k: _no_positions(v) for k, v in first.messages.items()} == {
+        k: _no_positions(v) for k, v in second.messages.items()
     }
+    assert first.message_index.entries == second.message_index.entries
 
 
 @settings(deadline=None)  # wall-clock limits flake on a busy machine
@@ -213,15 +251,18 @@ def test_provider_retries_at_new_positions_count_once(
     retries = data.draw(st.lists(st.sampled_from(inputs), max_size=5))
     with_retries = data.draw(positioned(data.draw(st.permutations(inputs + retries))))
     order = data.draw(interleaving(with_retries))
-    clean, _ = run(inputs, policy)
-    state, _ = run(order, policy)
+    clean_tables, tables = fold(inputs, policy), fold(order, policy)
+    clean, state = clean_tables.addresses[ADDRESS], tables.addresses[ADDRESS]
     # Which copy was applied first decides the positions, nothing else.
     assert state.model_copy(update={"dedupe": None}) == clean.model_copy(update={"dedupe": None})
-    assert state.dedupe.seen == clean.dedupe.seen
-    messages = run_messages(order, policy)
-    assert {k: _no_positions(v) for k, v in messages.items()} == {
-        k: _no_positions(v) for k, v in run_messages(inputs, policy).items()
+    assert state.dedupe.model_copy(update={"positions": {}}) == clean.dedupe.model_copy(
+        update={"positions": {}}
+    )
+    assert tables.index.entries == clean_tables.index.entries
+    assert {k: _no_positions(v) for k, v in tables.messages.items()} == {
+        k: _no_positions(v) for k, v in clean_tables.messages.items()
     }
+    assert tables.message_index.entries == clean_tables.message_index.entries
 
 
 @settings(deadline=None)  # wall-clock limits flake on a busy machine
@@ -230,25 +271,27 @@ def test_applying_an_input_twice_equals_applying_it_once(
     scenario: tuple[Policy, list[Input], list[Input]],
 ) -> None:
     policy, _, order = scenario
-    state: AddressState | None = None
-    messages: dict[str, MessageState] = {}
+    tables = PipelineResult()
     for item in order:
-        state, _ = run([item], policy, state)
-        # A replay at the same position, and a provider retry at a new one. The retry is
-        # recognised only while its key is remembered: a key already older than the
-        # retention horizon when it arrives is forgotten at once (module docstring).
+        state, _ = run([item], policy, tables)
+        # A replay at the same position changes nothing (state, index, commands) ...
+        assert changes_nothing(address_again(tables, item, policy))
+        # ... and so does a provider retry at a new one while its key is inside the window;
+        # a key already older than the horizon when it arrives is forgotten at once and
+        # counts again (processors/dedupe.py: the price of a bounded window).
         moved = item.model_copy(update={"raw": RawPosition(partition=99, offset=0)})
-        for again in (item, moved) if _key(item) in state.dedupe.seen else (item,):
-            if isinstance(again, ManualAction):
-                assert apply_manual_action(state, again, policy) == (state, [])
-            else:
-                assert apply_address_event(state, again, policy) == (state, [])
+        edge = horizon(state.dedupe, policy)
+        assert edge is not None
+        retried = address_again(tables, moved, policy)
+        assert changes_nothing(retried) == (_at(item) >= edge)
         if isinstance(item, CanonicalEvent) and item.message_id is not None:
-            mid = item.message_id
-            messages[mid] = current = apply_message_event(messages.get(mid), item, policy)
-            for again in (item, moved) if item.dedupe_key in current.dedupe.seen else (item,):
-                assert isinstance(again, CanonicalEvent)
-                assert apply_message_event(current, again, policy) == current
+            message = tables.messages[item.message_id]
+            assert changes_nothing(message_again(tables, item, policy))
+            message_edge = horizon(message.dedupe, policy)
+            assert message_edge is not None
+            moved_event = item.model_copy(update={"raw": moved.raw})
+            retried_message = message_again(tables, moved_event, policy)
+            assert changes_nothing(retried_message) == (item.occurred_at >= message_edge)
 
 
 @settings(deadline=None)  # wall-clock limits flake on a busy machine
@@ -257,8 +300,9 @@ def test_replay_after_an_offset_reset_changes_nothing_and_emits_nothing(
     scenario: tuple[Policy, list[Input], list[Input]], data: st.DataObject
 ) -> None:
     policy, inputs, order = scenario
-    state, _ = run(order, policy)
-    messages = run_messages(order, policy)
+    tables = fold(order, policy)
+    state = tables.addresses[ADDRESS]
+    messages, index = dict(tables.messages), tables.index.keys(ADDRESS)
     # Reset each raw partition to any earlier offset (0 = the whole log), replay from there.
     resets = {
         p: data.draw(st.integers(0, max(i.raw.offset for i in inputs if i.raw.partition == p)))
@@ -266,11 +310,9 @@ def test_replay_after_an_offset_reset_changes_nothing_and_emits_nothing(
     }
     replayed = [i for i in inputs if i.raw.offset >= resets[i.raw.partition]]
     replay_order = data.draw(interleaving(replayed))
-    assert run(replay_order, policy, state) == (state, [])
-    for item in replay_order:
-        if isinstance(item, CanonicalEvent) and item.message_id is not None:
-            mid = item.message_id
-            assert apply_message_event(messages[mid], item, policy) == messages[mid]
+    assert run(replay_order, policy, tables) == (state, [])
+    assert tables.messages == messages
+    assert tables.index.keys(ADDRESS) == index
 
 
 @settings(deadline=None)  # wall-clock limits flake on a busy machine
@@ -279,11 +321,12 @@ def test_commands_describe_every_change_and_the_last_one_the_final_state(
     scenario: tuple[Policy, list[Input], list[Input]],
 ) -> None:
     policy, _, order = scenario
+    tables = PipelineResult()
     state: AddressState | None = None
     emitted: list[SuppressionCommand] = []
     for item in order:
         before = reasons(state)
-        state, commands = run([item], policy, state)
+        state, commands = run([item], policy, tables)
         after = reasons(state)
         assert [c.change.scope for c in commands] == [
             s for s in SCOPES if before.get(s) != after.get(s)
