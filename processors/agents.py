@@ -43,7 +43,7 @@ from processors.generations import generation_topics
 from processors.keys import dedupe_entry
 from processors.metrics import ProcessorMetrics
 from processors.runtime.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
-from processors.runtime.store import TableStore
+from processors.runtime.store import ParsedCache, TableStore
 from processors.runtime.writer import OrderedWriter
 from processors.settings import ProcessorSettings
 from processors.step import Rejected, address_step, message_step, normalise_record
@@ -213,6 +213,7 @@ def register_agents(
     @app.agent(topo.email_events, name="addresses")
     async def addresses(stream: faust.StreamT[bytes]) -> None:
         store = TableStore(topo.addresses)
+        parsed_states = ParsedCache(AddressState.model_validate_json)
         changelog = topo.addresses.changelog_topic
         async with OrderedWriter(app, store, changelog, stream, guard("addresses")) as writer:
             async for event in writer.events():
@@ -227,11 +228,13 @@ def register_agents(
                     continue
                 partition = event.message.partition
                 try:
-                    stored = store.get(partition, key)
-                    state = AddressState.model_validate_json(stored) if stored else None
+                    state = parsed_states.parse(key, store.get(partition, key))
                     seen = store_lookup(store, partition, key.decode())
                     outcome = address_step(state, parsed, policy, seen)
-                    state_value = outcome.state.model_dump_json().encode()
+                    state_value = b""  # a duplicate: nothing to store
+                    if outcome.changed:
+                        state_value = outcome.state.model_dump_json().encode()
+                        parsed_states.put(key, state_value, outcome.state)
                 except Exception as exc:  # a transition bug must not stop other addresses
                     log.exception("transition_error", table="addresses", partition=partition)
                     await send_to_dlq(event, "addresses", "transition_error", repr(exc))
@@ -268,6 +271,7 @@ def register_agents(
     @app.agent(topo.message_events, name="messages")
     async def messages(stream: faust.StreamT[bytes]) -> None:
         store = TableStore(topo.messages)
+        parsed_states = ParsedCache(MessageState.model_validate_json)
         changelog = topo.messages.changelog_topic
         async with OrderedWriter(app, store, changelog, stream, guard("messages")) as writer:
             async for event in writer.events():
@@ -283,12 +287,14 @@ def register_agents(
                     continue
                 partition = event.message.partition
                 try:
-                    stored = store.get(partition, key)
-                    state = MessageState.model_validate_json(stored) if stored else None
+                    state = parsed_states.parse(key, store.get(partition, key))
                     outcome = message_step(
                         state, ce, policy, store_lookup(store, partition, key.decode())
                     )
-                    state_value = outcome.state.model_dump_json().encode()
+                    state_value = b""  # a duplicate: nothing to store
+                    if outcome.changed:
+                        state_value = outcome.state.model_dump_json().encode()
+                        parsed_states.put(key, state_value, outcome.state)
                 except Exception as exc:  # a transition bug must not stop other messages
                     log.exception("transition_error", table="messages", partition=partition)
                     await send_to_dlq(event, "messages", "transition_error", repr(exc))

@@ -23,18 +23,18 @@ import heapq
 import io
 from itertools import islice
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import faust
 import orjson
-from faust.exceptions import NotReady
 from faust.web import Request, Response, View
 from yarl import URL
 
 from processors.agents import Topology
-from processors.errors import NormaliseError, ProcessorError
+from processors.errors import NormaliseError
 from processors.normalise import normalise_address
+from processors.runtime.routing import WorkerUnavailable, check_ready, is_me, owner_of, owners
 from processors.runtime.scan import PartitionsNotOpen, active_partition_dbs, suppression_page
 from processors.settings import ProcessorSettings
 
@@ -46,82 +46,6 @@ RETRY_AFTER_S = 3
 ROUTED_HEADER = "X-Mailpulse-Routed"
 # A peer worker that does not answer in time (e.g. mid-rebalance) gives a 503, not a hang.
 _PEER_TIMEOUT = aiohttp.ClientTimeout(total=10)
-
-UnavailableReason = Literal["starting", "rebalancing", "stopping", "no_route", "peer"]
-
-
-class WorkerUnavailable(ProcessorError):
-    """This worker cannot answer for the data asked now; the client should retry."""
-
-    retriable = True
-
-    def __init__(self, reason: UnavailableReason, worker: str | None = None) -> None:
-        super().__init__(reason if worker is None else f"{reason}: {worker}")
-        self.reason: UnavailableReason = reason
-        self.worker = worker
-
-
-def check_ready(app: faust.App) -> None:
-    """Raise ``WorkerUnavailable`` unless this worker serves its partitions' state now.
-
-    Faust sets ``rebalancing`` as soon as partitions are revoked and clears it only once
-    the new assignment's tables are recovered and the streams resumed.
-    ``tables.actives_ready`` is false from the app's construction and from every
-    rebalance start until that recovery ends: it also covers the start, before the first
-    rebalance, when ``rebalancing`` is still false and nothing is assigned.
-    """
-    if app.should_stop:
-        raise WorkerUnavailable("stopping")
-    if app.rebalancing or not app.tables.actives_ready:
-        raise WorkerUnavailable("rebalancing" if app.rebalancing_count else "starting")
-
-
-def _changelog(table: Any) -> str:
-    name: str = table.changelog_topic.get_topic_name()
-    return name
-
-
-def _is_me(app: faust.App, host: str) -> bool:
-    url, me = URL(host), URL(str(app.conf.canonical_url))
-    return (url.host, url.port) == (me.host, me.port)
-
-
-def owner_of(app: faust.App, table: Any, key: bytes) -> str:
-    """URL of the worker whose active partitions hold ``key`` (possibly this one).
-
-    The partition is hashed over the consumer's metadata, not the producer's as Faust's
-    router does: the consumer subscribes to the changelog, while the producer, once it
-    sends, tracks only the topics it sends to. On a worker that has not yet written a
-    changelog record, Faust's ``key_store`` fails (``TypeError`` in ``key_partition``).
-    Both use the same partitioner.
-    """
-    topic = _changelog(table)
-    try:
-        partition = app.consumer.key_partition(topic, key)
-    except NotReady as exc:
-        raise WorkerUnavailable("no_route") from exc
-    if partition is None:  # the consumer has no metadata for the changelog yet
-        raise WorkerUnavailable("no_route")
-    for host, topics in app.router.table_metadata(table.name).items():
-        if partition in topics.get(topic, ()):
-            return str(host)
-    raise WorkerUnavailable("no_route")
-
-
-def owners(app: faust.App, table: Any, partitions: int) -> dict[str, list[int]]:
-    """Each worker owning active partitions of ``table``, with its partitions.
-
-    Every partition must have exactly one owner, or the listing would miss or repeat some.
-    """
-    topic = _changelog(table)
-    found = {
-        str(host): sorted(topics.get(topic, ()))
-        for host, topics in app.router.table_metadata(table.name).items()
-    }
-    found = {host: parts for host, parts in found.items() if parts}
-    if sorted(p for parts in found.values() for p in parts) != list(range(partitions)):
-        raise WorkerUnavailable("no_route")
-    return found
 
 
 def local_suppressions(
@@ -187,7 +111,7 @@ def register_api(app: faust.App, topo: Topology, settings: ProcessorSettings) ->
         try:
             check_ready(app)
             host = owner_of(app, table, key)
-            if _is_me(app, host):
+            if is_me(app, host):
                 return _stored(view, table.get(key), what)
             if ROUTED_HEADER in request.headers:
                 raise WorkerUnavailable("no_route", host)
@@ -221,7 +145,7 @@ def register_api(app: faust.App, topo: Topology, settings: ProcessorSettings) ->
         check_ready(app)
         pages = []
         for host, parts in sorted(owners(app, topo.addresses, partitions).items()):
-            if _is_me(app, host):
+            if is_me(app, host):
                 pages.append(local_suppressions(topo, parts, scope, after, limit))
             else:
                 pages.append(await peer_suppressions(host, parts, scope, after, limit))

@@ -14,22 +14,24 @@ event of the key reads its own writes), the query API does not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 import rocksdict
 
+from processors.runtime.scan import OrderedDB, ordered_range, prefix_end
+
 Write = tuple[bytes, bytes | None]  # None deletes the key
+M = TypeVar("M")
 
 
-class PartitionDB(Protocol):
+class PartitionDB(OrderedDB, Protocol):
     """The part of ``rocksdict.Rdict`` (raw mode) this module uses."""
 
     def get(self, key: bytes) -> bytes | None: ...
 
     def write(self, batch: rocksdict.WriteBatch) -> None: ...
-
-    def iter(self) -> rocksdict.RdictIter: ...
 
 
 class TableStore:
@@ -62,7 +64,8 @@ class TableStore:
 
     def keys_with_prefix(self, partition: int, prefix: bytes) -> list[bytes]:
         """Every live key starting with ``prefix``, staged writes included, in key order."""
-        found = set(_stored_keys(self._db(partition), prefix))
+        stored = ordered_range(self._db(partition), prefix, prefix_end(prefix))
+        found = {key for key, _ in stored}
         for key, (_, value) in self._staged.items():
             if key.startswith(prefix):
                 if value is None:
@@ -101,12 +104,34 @@ class TableStore:
         return len(self._staged)
 
 
-def _stored_keys(db: PartitionDB, prefix: bytes) -> Iterator[bytes]:
-    it = db.iter()
-    it.seek(prefix)
-    while it.valid():
-        key = it.key()
-        if not isinstance(key, bytes) or not key.startswith(prefix):
-            return
-        yield key
-        it.next()
+class ParsedCache(Generic[M]):
+    """The parsed form of recently read records, so a busy key is not parsed per event.
+
+    A hit requires the stored bytes to equal the cached ones (the same object while the
+    write is staged), so the cache can never serve a value the store no longer holds.
+    Bounded: the least recently used entries go first.
+    """
+
+    def __init__(self, parse: Callable[[bytes], M], size: int = 4096) -> None:
+        self._parse = parse
+        self._size = size
+        self._entries: OrderedDict[bytes, tuple[bytes, M]] = OrderedDict()
+
+    def parse(self, key: bytes, raw: bytes | None) -> M | None:
+        """``raw`` (the stored value of ``key``) parsed, from the cache when it matches."""
+        if raw is None:
+            return None
+        hit = self._entries.get(key)
+        if hit is not None and (hit[0] is raw or hit[0] == raw):
+            self._entries.move_to_end(key)
+            return hit[1]
+        parsed = self._parse(raw)
+        self.put(key, raw, parsed)
+        return parsed
+
+    def put(self, key: bytes, raw: bytes, parsed: M) -> None:
+        """Remember that ``raw`` parses to ``parsed`` (a value just written)."""
+        self._entries[key] = (raw, parsed)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
