@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
@@ -92,6 +93,7 @@ async def _changelog_sizes(p: Pipeline, table: str) -> list[int]:
     return [len(r.value) for r in records if r.value is not None]
 
 
+@pytest.mark.timeout(900)
 async def test_one_hot_address_and_message_stay_bounded_and_count_exactly(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
