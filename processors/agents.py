@@ -43,6 +43,8 @@ from processors.generations import generation_topics
 from processors.keys import dedupe_entry
 from processors.metrics import ProcessorMetrics
 from processors.runtime.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
+from processors.runtime.produce import DirectTopic
+from processors.runtime.produce import changelog as changelog_of
 from processors.runtime.store import ParsedCache, TableStore
 from processors.runtime.writer import OrderedWriter
 from processors.settings import ProcessorSettings
@@ -131,7 +133,14 @@ def register_agents(
     """Attach the three agents to ``app``."""
     policy = settings.policy
     options = settings.normalise
+
+    def direct(topic: faust.TopicT) -> DirectTopic:
+        return DirectTopic(app, topic.get_topic_name())
+
     committed = CommittedOffsets(settings.bootstrap_servers, settings.group_id)
+    # What the agents write, sent straight to the producer (processors/runtime/produce.py).
+    dlq, suppression = direct(topo.dlq), direct(topo.suppression)
+    email_events, message_events = direct(topo.email_events), direct(topo.message_events)
 
     def guard(name: str) -> OffsetGuard:
         # Called as each agent starts, before the consumer's fetch loop runs.
@@ -154,7 +163,7 @@ def register_agents(
                 body_b64=base64.b64encode(message.value or b"").decode(),
             ),
         )
-        await topo.dlq.send(key=message.key, value=record.model_dump_json().encode())
+        await dlq.send(key=message.key, value=record.model_dump_json().encode())
         metrics.dlq.labels(stage, reason).inc()
         log.warning(
             "sent_to_dlq",
@@ -179,7 +188,7 @@ def register_agents(
             return
         if result.manual is not None:
             manual = result.manual
-            await topo.email_events.send(
+            await email_events.send(
                 key=manual.address.encode(),
                 value=manual.model_dump_json().encode(),
                 headers=_MANUAL_ACTION_HEADERS,
@@ -187,9 +196,9 @@ def register_agents(
             metrics.normalised.labels(result.provider).inc()
         for ce in result.canonical:
             value = ce.model_dump_json().encode()
-            await topo.email_events.send(key=ce.recipient.encode(), value=value)
+            await email_events.send(key=ce.recipient.encode(), value=value)
             if ce.message_id:
-                await topo.message_events.send(key=ce.message_id.encode(), value=value)
+                await message_events.send(key=ce.message_id.encode(), value=value)
         metrics.normalised.labels(result.provider).inc(len(result.canonical))
 
     @app.agent(topo.raw, name="normaliser")
@@ -214,7 +223,7 @@ def register_agents(
     async def addresses(stream: faust.StreamT[bytes]) -> None:
         store = TableStore(topo.addresses)
         parsed_states = ParsedCache(AddressState.model_validate_json)
-        changelog = topo.addresses.changelog_topic
+        changelog = changelog_of(app, topo.addresses)
         async with OrderedWriter(app, store, changelog, stream, guard("addresses")) as writer:
             async for event in writer.events():
                 manual = _is_manual_action(event)
@@ -254,7 +263,7 @@ def register_agents(
     async def publish_command(command: SuppressionCommand) -> Awaitable[Any]:
         # The writer awaits the broker's ack before the table's changelog write
         # (DESIGN.md §3); the next event does not wait for it.
-        ack = await topo.suppression.send(
+        ack = await suppression.send(
             key=command.address.encode(), value=command.model_dump_json().encode()
         )
         metrics.commands.labels(command.change.action).inc()
@@ -272,7 +281,7 @@ def register_agents(
     async def messages(stream: faust.StreamT[bytes]) -> None:
         store = TableStore(topo.messages)
         parsed_states = ParsedCache(MessageState.model_validate_json)
-        changelog = topo.messages.changelog_topic
+        changelog = changelog_of(app, topo.messages)
         async with OrderedWriter(app, store, changelog, stream, guard("messages")) as writer:
             async for event in writer.events():
                 if _is_manual_action(event):  # they concern addresses, not messages

@@ -82,21 +82,22 @@ class TableStore:
         return self._seq
 
     def persist(
-        self, partition: int, staged_id: int, writes: Sequence[Write], changelog_offset: int
+        self, partition: int, writes: Sequence[tuple[bytes, bytes | None, int]], offset: int
     ) -> None:
-        """Write acknowledged ``writes`` and their changelog offset to RocksDB, atomically."""
+        """Write acknowledged ``(key, value, staged id)`` and their changelog ``offset`` to
+        RocksDB in one batch; a key stays staged if a later write of it is in flight."""
         batch = rocksdict.WriteBatch(raw_mode=True)
-        for key, value in writes:
+        for key, value, _ in writes:
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        batch.put(self._offset_key(), str(changelog_offset).encode())
+        batch.put(self._offset_key(), str(offset).encode())
         self._db(partition).write(batch)
-        for key, _ in writes:
+        for key, _, staged_id in writes:
             staged = self._staged.get(key)
             if staged is not None and staged[0] == staged_id:
-                del self._staged[key]  # no later write of the key is in flight
+                del self._staged[key]
 
     @property
     def staged(self) -> int:

@@ -60,10 +60,45 @@ class _Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class _InFlight:
-    event: faust.EventT[bytes]
-    entry: _Entry
-    written: Sequence[Ack]
+class _Record:
+    """One changelog record of a group: the last value of its key in the group."""
+
+    partition: int
+    key: bytes
+    value: bytes | None
+    staged_id: int  # of the entry that wrote this value (see ``TableStore.persist``)
+
+
+@dataclass(slots=True)
+class _Group:
+    """Consecutive entries made durable together: one record per key, one batch."""
+
+    entries: list[_Entry]
+    records: list[_Record]
+    written: list[Ack]
+
+
+def coalesce(entries: Sequence[_Entry]) -> list[_Record]:
+    """One record per key with its last value, at the position of the key's *first* write.
+
+    An input's writes are ordered so that a crash after any prefix of them stays exact
+    (processors/step.py: the state record before the input's dedupe entry). Coalescing
+    keeps that for every input of the group: a key's record sits where the group first
+    wrote it, so a state record still precedes the dedupe entry of every input it
+    includes; and no input of the group is acked before the whole group is durable.
+    """
+    last = {
+        key: _Record(entry.event.message.partition, key, value, entry.staged_id)
+        for entry in entries
+        for key, value in entry.writes
+    }
+    ordered: list[_Record] = []
+    for entry in entries:
+        for key, _ in entry.writes:
+            record = last.pop(key, None)
+            if record is not None:
+                ordered.append(record)
+    return ordered
 
 
 class OrderedWriter:
@@ -85,6 +120,7 @@ class OrderedWriter:
         stream: faust.StreamT[bytes],
         guard: OffsetGuard | None = None,
         max_pending: int = 1000,
+        max_group: int = 500,
     ) -> None:
         self._app = app
         self._store = store
@@ -93,6 +129,7 @@ class OrderedWriter:
         self._stream = cast(faust.Stream[bytes], stream).noack()
         self._guard = guard
         self._max_in_flight = max_pending
+        self._max_group = max_group
         self._queue: asyncio.Queue[_Entry] = asyncio.Queue(maxsize=max_pending)
         self._task: asyncio.Task[None] | None = None
 
@@ -135,29 +172,32 @@ class OrderedWriter:
         await self._queue.put(entry)
 
     async def _run(self) -> None:
-        in_flight: deque[_InFlight] = deque()
+        in_flight: deque[_Group] = deque()
+        events_in_flight = 0
         try:
             while True:
-                if in_flight and (self._queue.empty() or len(in_flight) >= self._max_in_flight):
-                    await self._finish_oldest(in_flight)
+                if in_flight and (self._queue.empty() or events_in_flight >= self._max_in_flight):
+                    events_in_flight -= await self._finish_oldest(in_flight)
                     continue
-                entry = await self._queue.get()
-                for command in entry.commands:
-                    await command
-                partition = entry.event.message.partition
+                group = await self._next_group()
+                for entry in group:
+                    for command in entry.commands:
+                        await command
+                records = coalesce(group)
                 written = [
                     await self._changelog.send(
-                        key=key,
-                        value=value,
-                        partition=partition,
+                        key=r.key,
+                        value=r.value,
+                        partition=r.partition,
                         key_serializer="raw",
                         value_serializer="raw",
                     )
-                    for key, value in entry.writes
+                    for r in records
                 ]
-                in_flight.append(_InFlight(entry.event, entry, written))
+                in_flight.append(_Group(group, records, written))
+                events_in_flight += len(group)
                 while in_flight and all(_done(ack) for ack in in_flight[0].written):
-                    await self._finish_oldest(in_flight)
+                    events_in_flight -= await self._finish_oldest(in_flight)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -168,17 +208,28 @@ class OrderedWriter:
             await self._app.crash(exc)
             raise
 
-    async def _finish_oldest(self, in_flight: deque[_InFlight]) -> None:
-        done = in_flight.popleft()
-        offset = None
-        for ack in done.written:
-            offset = (await ack).offset
-        if offset is not None:
-            entry = done.entry
+    async def _next_group(self) -> list[_Entry]:
+        """The next entry and every entry queued behind it, up to ``max_group``."""
+        group = [await self._queue.get()]
+        while len(group) < self._max_group and not self._queue.empty():
+            group.append(self._queue.get_nowait())
+        return group
+
+    async def _finish_oldest(self, in_flight: deque[_Group]) -> int:
+        """Persist the oldest group once durable, ack its events; returns how many."""
+        group = in_flight.popleft()
+        offsets: dict[int, int] = {}
+        for record, ack in zip(group.records, group.written, strict=True):
+            offsets[record.partition] = (await ack).offset
+        for partition, offset in offsets.items():
             self._store.persist(
-                entry.event.message.partition, entry.staged_id, entry.writes, offset
+                partition,
+                [(r.key, r.value, r.staged_id) for r in group.records if r.partition == partition],
+                offset,
             )
-        await self._stream.ack(done.event)
+        for entry in group.entries:
+            await self._stream.ack(entry.event)
+        return len(group.entries)
 
 
 def _done(ack: Ack) -> bool:

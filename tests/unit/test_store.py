@@ -3,12 +3,12 @@ only when persisted, together with their changelog offset, in one atomic batch."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from processors.runtime.store import TableStore
+from processors.runtime.store import TableStore, Write
 from tests.unit.rocks_table import RocksTable, rocks_table
 
 
@@ -16,6 +16,11 @@ from tests.unit.rocks_table import RocksTable, rocks_table
 def table(tmp_path: Path) -> Iterator[RocksTable]:
     with rocks_table(tmp_path) as t:
         yield t
+
+
+def tagged(writes: Sequence[Write], staged_id: int) -> list[tuple[bytes, bytes | None, int]]:
+    """``writes`` as ``persist`` takes them: each with the id of the stage that wrote it."""
+    return [(key, value, staged_id) for key, value in writes]
 
 
 def test_staged_writes_are_read_back_but_not_in_rocksdb_until_persisted(
@@ -54,7 +59,7 @@ def test_persist_writes_values_deletes_and_the_offset_in_one_batch(table: RocksT
     store = TableStore(table)
     writes = [(b"\x00m1\x00b\x00old", None), (b"\x00m1\x00b\x00new", b"1"), (b"m1", b"state")]
     staged_id = store.stage(writes)
-    store.persist(2, staged_id, writes, changelog_offset=41)
+    store.persist(2, tagged(writes, staged_id), 41)
     assert table.durable(2) == {b"\x00m1\x00b\x00new": b"1", b"m1": b"state"}
     assert table.persisted_offset(2) == 41
     assert table.db(2).batches == [len(writes) + 1]  # the writes and the offset together
@@ -67,12 +72,12 @@ def test_a_failed_batch_leaves_rocksdb_as_it_was_and_the_writes_staged(
 ) -> None:
     store = TableStore(table)
     first = [(b"a@x", b"s1")]
-    store.persist(0, store.stage(first), first, changelog_offset=7)
+    store.persist(0, tagged(first, store.stage(first)), 7)
     writes = [(b"a@x", b"s2"), (b"\x00a@x\x00b\x00k", b"1")]
     staged_id = store.stage(writes)
     table.db(0).fail_next_write = True
     with pytest.raises(OSError, match="disk full"):
-        store.persist(0, staged_id, writes, changelog_offset=9)
+        store.persist(0, tagged(writes, staged_id), 9)
     # Neither the values nor the offset moved: a restart reads the changelog from 8 on.
     assert table.durable(0) == {b"a@x": b"s1"}
     assert table.persisted_offset(0) == 7
@@ -87,14 +92,14 @@ def test_a_later_staged_write_of_a_key_survives_the_persist_of_an_earlier_one(
     first = [(b"a@x", b"s1"), (b"\x00a@x\x00b\x00k", b"1")]
     second = [(b"a@x", b"s2"), (b"\x00a@x\x00b\x00k", None)]
     first_id, second_id = store.stage(first), store.stage(second)
-    store.persist(0, first_id, first, changelog_offset=10)
+    store.persist(0, tagged(first, first_id), 10)
     assert table.durable(0) == {b"a@x": b"s1", b"\x00a@x\x00b\x00k": b"1"}
     # The next event's writes are still what the store reads, the staged delete too.
     assert store.get(0, b"a@x") == b"s2"
     assert store.get(0, b"\x00a@x\x00b\x00k") is None
     assert store.keys_with_prefix(0, b"\x00a@x\x00") == []
     assert store.staged == 2
-    store.persist(0, second_id, second, changelog_offset=11)
+    store.persist(0, tagged(second, second_id), 11)
     assert table.durable(0) == {b"a@x": b"s2"}
     assert table.persisted_offset(0) == 11
     assert store.staged == 0

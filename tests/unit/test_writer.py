@@ -217,19 +217,32 @@ async def test_changelog_records_keep_event_order_behind_a_slow_command(tmp_path
 
         command.set_result(None)
         await settle()
-        assert [value for _, value, _ in r.changelog.sent] == [
-            b"suppressed",
-            b"suppressed+opened",
-        ]
+        # Both were queued when the writer took them: one group, one record for the key.
+        assert [value for _, value, _ in r.changelog.sent] == [b"suppressed+opened"]
+        assert r.stream.acked == []
         r.changelog.ack(0)
-        await settle()
-        # The first event is durable; the store still reads the second, in flight.
-        assert r.table.durable(0) == {b"a@x": b"suppressed"}
-        assert r.store.get(0, b"a@x") == b"suppressed+opened"
-        r.changelog.ack(1)
         await settle()
         assert r.table.durable(0) == {b"a@x": b"suppressed+opened"}
         assert r.stream.acked == [1, 2]
+
+
+async def test_a_group_keeps_each_key_where_it_was_first_written(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        command = future()
+        state, entry = b"a@x", b"\x00a@x\x000000000001\x00k"
+        await r.writer.write(event(1), [(state, b"s1"), (entry + b"1", b"1")], [command])
+        await r.writer.write(event(2), [(b"\x01all\x00a@x", b"{}"), (state, b"s2")])
+        await r.writer.write(event(3), [(state, b"s3"), (entry + b"3", b"1")])
+        command.set_result(None)
+        await settle()
+        # The state record stays before the dedupe entries of every event it includes.
+        assert [key for key, _, _ in r.changelog.sent] == [
+            state,
+            entry + b"1",
+            b"\x01all\x00a@x",
+            entry + b"3",
+        ]
+        assert r.changelog.sent[0][1] == b"s3"
 
 
 async def test_a_failed_command_writes_no_changelog_acks_nothing_and_crashes_the_worker(
@@ -269,9 +282,10 @@ async def test_back_pressure_bounds_what_is_in_flight(tmp_path: Path) -> None:
             asyncio.create_task(r.writer.write(event(n), [(b"a@x", b"s%d" % n)])) for n in range(5)
         ]
         await settle()
-        # Two records in flight, none acknowledged, two queued: the fifth write waits.
+        # Two events in flight (one group, one record for their key), none acknowledged,
+        # two queued: the fifth write waits.
         assert [w.done() for w in writes] == [True, True, True, True, False]
-        assert len(r.changelog.sent) == 2
+        assert [value for _, value, _ in r.changelog.sent] == [b"s1"]
 
         for _ in range(5):
             r.changelog.ack_all()
@@ -279,4 +293,4 @@ async def test_back_pressure_bounds_what_is_in_flight(tmp_path: Path) -> None:
         assert all(w.done() for w in writes)
         assert r.stream.acked == [0, 1, 2, 3, 4]
         assert r.table.durable(0) == {b"a@x": b"s4"}
-        assert r.table.persisted_offset(0) == 104
+        assert r.table.persisted_offset(0) == r.changelog.offsets[-1]
