@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -45,6 +46,23 @@ def topic_specs(settings: ProcessorSettings) -> list[TopicSpec]:
     ]
 
 
+def group_instance_id(settings: ProcessorSettings) -> str | None:
+    """The consumer's ``group.instance.id`` (static membership), or None (dynamic).
+
+    The worker's URL is part of it. A static member that rejoins gets back the assignment
+    its previous incarnation got, and Faust's assignor (``PartitionAssignor.on_assignment``)
+    asserts that the URL inside it is its own: under another URL the assertion kills the
+    consumer's coordinator task and the worker stays up without consuming anything. A
+    worker that comes back under another URL is therefore another member, which joins
+    with a rebalance like any new one.
+    """
+    if settings.instance_id is None:
+        return None
+    # Kafka allows ASCII alphanumerics, '.', '_' and '-' (an IPv6 host has ':').
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", settings.web_host)
+    return f"{settings.instance_id}-{host}-{settings.web_port}"
+
+
 def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
     """Build the Faust app of ``settings.generation``; the worker runs it."""
     datadir = settings.datadir / settings.generation
@@ -67,6 +85,7 @@ def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
         # A crashed worker must hand its partitions over quickly.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
+        consumer_group_instance_id=group_instance_id(settings),
         table_standby_replicas=0,
         # The worker re-configures logging when it starts: keep our JSON lines on stdout
         # instead of its coloured text (no handlers of its own, ours added after).

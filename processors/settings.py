@@ -77,6 +77,18 @@ class ProcessorSettings(BaseSettings):
     # with status 1 anyway: a crashed app can hang in its own shutdown, and a supervisor
     # restarts only a process that has exited (processors/__main__.py).
     crash_exit_grace_s: float = Field(default=10.0, gt=0, le=300)
+    # Static group membership (Kafka's group.instance.id, KIP-345): a name unique to this
+    # worker within its group and kept across its restarts (a host or pod name); the
+    # consumer's id is this name plus the worker's web address (app.group_instance_id).
+    # A worker restarted under the same name and address before its session times out
+    # (10 s, app.py) takes its old place: it gets its own partitions back and the rest
+    # of the group does not rebalance at all. Without a name it joins as a new member,
+    # and that rebalance waits until the dead member's session expires, every worker
+    # stopped meanwhile. The price of a name: the worker does not leave the group when it
+    # stops, even on SIGTERM, so if it does not come back its partitions wait the session
+    # timeout before another worker takes them over (as after a kill -9 in either mode).
+    # None: dynamic membership.
+    instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,200}$")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     log_level: str = "info"
