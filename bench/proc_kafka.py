@@ -129,16 +129,18 @@ async def watch(
     started: float,
     timeout: float,
     interval: float = 0.2,
+    output_base: int = 0,
 ) -> Progress:
     """Poll until ``group`` committed every input topic up to its end offsets.
 
     ``inputs[0]`` is the raw topic and must reach ``expected_raw``; the others are
     internal hops (complete once the raw topic is). Output = sum of ``outputs`` end
-    offsets: its first and last change time the processing span.
+    offsets: its first and last change time the processing span. ``output_base``: that
+    sum before the process started (records already there are not its output).
     """
     progress = Progress(started)
     progress.mark("start", pids)
-    last_out = 0
+    last_out = output_base
     deadline = started + timeout
     while True:
         now = time.monotonic()

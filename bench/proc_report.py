@@ -19,6 +19,7 @@ BEGIN = "<!-- bench.processors_throughput: begin (generated, do not edit by hand
 END = "<!-- bench.processors_throughput: end -->"
 THROUGHPUT_TARGET = 0.35  # Faust events/s at least this share of the plain loop's
 LATENCY_TARGET_S = 1.0  # event-to-command p99 at half the Faust rate
+QUIX_TARGET = 1.5  # Faust events/s at least this multiple of the Quix Streams peer's
 TABLES = ("addresses", "messages", "commands")
 
 
@@ -38,6 +39,28 @@ def _pairs(runs: list[RunResult]) -> list[tuple[RunResult, RunResult]]:
 def _same_state(a: RunResult, b: RunResult) -> list[str]:
     """The tables on which two runs' final states differ (byte for byte, per key)."""
     return [t for t in TABLES if a.finals.get(t) != b.finals.get(t)]
+
+
+def _quix(runs: list[RunResult]) -> tuple[list[str], list[str]]:
+    """The Quix Streams peer's sentence in the method and its target row (none: not run)."""
+    quix = [r for r in runs if r.names.kind == "quix"]
+    faust = [r for r in runs if r.names.kind == "faust"]
+    if not quix or not faust:
+        return [], []
+    ratio = statistics.mean(r.rate for r in faust) / statistics.mean(r.rate for r in quix)
+    method = [
+        "**Quix Streams (C)**: `bench/proc_quix.py`, the same normalise and pure transitions "
+        "on Quix Streams (confluent-kafka): `group_by` by address and by message id through "
+        "Quix's repartition topics, state and dedupe index in Quix's RocksDB `State` "
+        "(changelog per changed key per checkpoint, every 5 s), the plain loop's output "
+        "topics. Its changelog records are counted, not timed.",
+        "",
+    ]
+    target = [
+        f"| Faust >= {QUIX_TARGET}x Quix Streams' events/s | **{ratio:.2f}x** | "
+        f"{_verdict(ratio >= QUIX_TARGET)} |"
+    ]
+    return method, target
 
 
 def _verdict(ok: bool) -> str:
@@ -131,6 +154,7 @@ def render(bench: Bench, kafka: LocalKafka) -> str:
     p99 = bench.latency.pct(99) if bench.latency else float("nan")
     lost = bench.latency is not None and bench.latency.received < bench.latency.sent
     diffs = [(r.names.tag, _same_state(bench.runs[0], r)) for r in bench.runs[1:]]
+    quix_method, quix_target = _quix(bench.runs)
     out = [
         "## Processors throughput: Faust pipeline vs a plain aiokafka loop",
         "",
@@ -150,7 +174,8 @@ def render(bench: Bench, kafka: LocalKafka) -> str:
         "opens, clicks, soft and hard bounces, complaints and unsubscribes.",
         "",
         "Method: each run is its own process reading the same raw topic with its own "
-        "consumer group and output topics, interleaved plain, Faust, plain, Faust. "
+        "consumer group and output topics, interleaved plain, Faust"
+        f"{', Quix' if quix_method else ''}, plain, Faust{', Quix' if quix_method else ''}. "
         "**Faust (A)**: `python -m processors worker` as shipped (RocksDB, normaliser → "
         "email.events/message.events → address and message agents, command ack before the "
         "changelog write, an event acked once its changelog record is). **Plain loop (B)**: "
@@ -162,6 +187,7 @@ def render(bench: Bench, kafka: LocalKafka) -> str:
         "end. CPU from /proc of the process (broker: the Kafka JVM); *other load* = machine "
         "busy time outside worker and broker, the noise indicator.",
         "",
+        *quix_method,
         "### Targets (ratios measured in this run)",
         "",
         "| target | measured | verdict |",
@@ -172,6 +198,7 @@ def render(bench: Bench, kafka: LocalKafka) -> str:
         f"| event-to-command p99 <= {LATENCY_TARGET_S:.0f} s at half the Faust rate | "
         f"**{_ms(p99)} ms**{' (commands missing!)' if lost else ''} | "
         f"{_verdict(not math.isnan(p99) and p99 <= LATENCY_TARGET_S and not lost)} |",
+        *quix_target,
         "",
         "### Runs",
         "",
@@ -190,6 +217,7 @@ def render(bench: Bench, kafka: LocalKafka) -> str:
     out += _profile(bench)
     knobs = ("events", "reps", "seed", "latency_seconds", "latency_share", "profile_seconds")
     used = ", ".join(f"`--{k.replace('_', '-')} {getattr(args, k)}`" for k in knobs)
+    used += ", `--quix`" if getattr(args, "quix", False) else ""
     out += ["", f"Arguments: {used}."]
     return "\n".join(out).rstrip() + "\n"
 

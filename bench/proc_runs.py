@@ -1,5 +1,6 @@
-"""One timed run of a pipeline over the preloaded raw topic: the Faust worker (run A) or
-the plain loop (run B), each a separate process, measured from outside the same way."""
+"""One timed run of a pipeline over the preloaded raw topic: the Faust worker (run A), the
+plain loop (run B) or the Quix Streams peer (run C), each a separate process, measured
+from outside the same way."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ CONFIG = str(REPO / "config" / "dev.toml")
 class Names:
     """The topics and group of one run; every run reads the same raw topic."""
 
-    kind: str  # "faust" | "plain"
+    kind: str  # "faust" | "plain" | "quix"
     tag: str  # e.g. "a1"
     raw: str
     out: str  # prefix of this run's own topics
@@ -36,6 +37,9 @@ class Names:
     commands: str
     hops: tuple[str, ...] = ()  # internal topics the group also consumes
     extra_outputs: tuple[str, ...] = ()
+    # Topics counted in the report but not watched for output (Quix's changelogs: it
+    # writes them at each checkpoint, so the last one would time the checkpoint interval).
+    unwatched: tuple[str, ...] = ()
 
     @classmethod
     def faust(cls, base: str, raw: str, tag: str, generation: str = "g1") -> Names:
@@ -69,9 +73,62 @@ class Names:
             commands=f"{out}suppression.commands",
         )
 
+    @classmethod
+    def quix(cls, base: str, raw: str, tag: str) -> Names:
+        plain = cls.plain(base, raw, tag)
+        hops = quix_repartition_topics(plain.group, raw)
+        return cls(
+            "quix",
+            tag,
+            raw,
+            plain.out,
+            plain.group,
+            addresses=plain.addresses,
+            messages=plain.messages,
+            commands=plain.commands,
+            hops=hops,
+            unwatched=tuple(quix_changelog_topic(plain.group, hop) for hop in hops),
+        )
+
+    @property
+    def created(self) -> list[str]:
+        """The output topics the runner creates before the process starts (Faust and Quix
+        create their internal topics themselves)."""
+        if self.kind == "faust":
+            return []
+        return [self.addresses, self.messages, self.commands, *self.extra_outputs]
+
     @property
     def outputs(self) -> list[str]:
         return [*self.hops, self.addresses, self.messages, self.commands, *self.extra_outputs]
+
+    def label(self, topic: str) -> str:
+        """The topic's name in the report: without this run's prefix, and Quix's internal
+        topics by what they hold (``quix repartition.address``, ``quix changelog.message``)."""
+        internal = (*self.hops, *self.unwatched)
+        if self.kind == "quix" and topic in internal:
+            owner = ("address", "message")[internal.index(topic) % 2]
+            return f"quix {topic.split('__', 1)[0]}.{owner}"
+        return topic.removeprefix(self.out)
+
+
+def quix_repartition_topics(group: str, raw: str) -> tuple[str, str]:
+    """The repartition topics of bench/proc_quix.py's two ``group_by`` (by address, by
+    message id), as Quix Streams names them (``TopicManager._internal_name``); the peer
+    checks them against Quix's own at start-up."""
+    return (f"repartition__{group}--{raw}--address", f"repartition__{group}--{raw}--message")
+
+
+def quix_changelog_topic(group: str, repartition: str) -> str:
+    """The changelog of the default store of the dataframe on ``repartition`` (Quix names
+    a nested internal topic without its group, ``--`` turned into ``.``)."""
+    nested = repartition.replace(f"__{group}", "").replace("--", ".")
+    return f"changelog__{group}--{nested}--default"
+
+
+def quix_internal_prefixes(group_prefix: str) -> tuple[str, str]:
+    """Prefixes of every internal topic Quix creates for groups starting ``group_prefix``."""
+    return (f"repartition__{group_prefix}", f"changelog__{group_prefix}")
 
 
 @dataclass
@@ -139,9 +196,9 @@ def faust_env(names: Names, bootstrap: str, datadir: Path) -> dict[str, str]:
 
 
 def command(names: Names, bootstrap: str, profile: Path | None = None) -> list[str]:
-    if names.kind == "plain":
+    if names.kind in ("plain", "quix"):
         return [
-            sys.executable, "-m", "bench.proc_plain", "--bootstrap", bootstrap,
+            sys.executable, "-m", f"bench.proc_{names.kind}", "--bootstrap", bootstrap,
             "--raw", names.raw, "--group", names.group, "--out", names.out,
         ]  # fmt: skip
     if profile is not None:
@@ -165,8 +222,12 @@ async def timed_run(
     broker_pid: int | None,
     timeout: float,
     while_up: Callable[[RunResult], Awaitable[None]] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Start the pipeline, wait until it committed everything, stop it, count its output."""
+    """Start the pipeline, wait until it committed everything, stop it, count its output.
+
+    ``extra_env`` is added to the process's environment (e.g. a topic name of its own).
+    """
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     log = workdir / f"{names.tag}.log"
     env = (
@@ -174,8 +235,8 @@ async def timed_run(
         if names.kind == "faust"
         else {"MAILPULSE_CONFIG": CONFIG}
     )
-    if names.kind == "plain":
-        await broker.create(names.outputs, PARTITIONS)
+    env.update(extra_env or {})
+    await broker.create(names.created, PARTITIONS)
     started = time.monotonic()
     with process(command(names, broker.bootstrap), env, log) as proc:
         pids = {"worker": proc.pid} | ({"broker": broker_pid} if broker_pid else {})
@@ -208,5 +269,5 @@ async def count_outputs(broker: Broker, result: RunResult) -> None:
     roles = {"addresses": names.addresses, "messages": names.messages, "commands": names.commands}
     for role, topic in roles.items():
         result.counts[role], result.finals[role] = await latest_by_key(broker, topic)
-    for topic in (*names.hops, *names.extra_outputs):
-        result.counts[topic.removeprefix(names.out)] = await broker.records(topic)
+    for topic in (*names.hops, *names.extra_outputs, *names.unwatched):
+        result.counts[names.label(topic)] = await broker.records(topic)

@@ -8,11 +8,12 @@ import hashlib
 import random
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from ingest.signatures.hmac_body import NEXUSPROMAIL_METHOD
 from schemas.raw import RawWebhook
@@ -52,6 +53,18 @@ def address_partition(address: str, partitions: int) -> int:
     return zlib.crc32(address.lower().encode()) % partitions
 
 
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition aiokafka's default partitioner (murmur2, as Kafka's Java client and
+    so ingest's producer and Faust's) gives ``key``."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def placed_by_key(record: RawRecord, partitions: int) -> RawRecord:
+    """``record`` in the partition ingest's producer would choose (by its key)."""
+    return replace(record, partition=key_partition(record.key, partitions))
+
+
 def raw_record(
     event: dict[str, object], address: str, received_at: datetime, partitions: int
 ) -> RawRecord:
@@ -71,9 +84,10 @@ def raw_record(
     )
 
 
-def _body(
+def webhook_body(
     rng: random.Random, n: int, kind: str, address: str, message: str, at: datetime
 ) -> dict[str, object]:
+    """A NexusProMail webhook (seed 000) of type ``kind``, with a random event id."""
     stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     data: dict[str, object] = {
         "message_id": message,
@@ -124,7 +138,7 @@ def generate(count: int, partitions: int, seed: int = 20260513) -> list[RawRecor
             kind = rng.choices(kinds, weights)[0]
             received = at + timedelta(seconds=rng.uniform(1, 60))
             record = raw_record(
-                _body(rng, n, kind, address, message, at), address, received, partitions
+                webhook_body(rng, n, kind, address, message, at), address, received, partitions
             )
             timed.append((received, record))
             n += 1

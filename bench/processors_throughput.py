@@ -1,8 +1,9 @@
 """Processors throughput: the Faust pipeline against a plain aiokafka loop on the same input.
 
-``python -m bench.processors_throughput [--events N]`` preloads a raw topic (6 partitions,
-unique prefix) with N seeded NexusProMail webhooks, then runs, interleaved, the plain
-loop (B) and one Faust worker (A): B, A, B, A. Each run reads the same raw topic with its
+``python -m bench.processors_throughput [--events N] [--quix]`` preloads a raw topic (6
+partitions, unique prefix) with N seeded NexusProMail webhooks, then runs, interleaved, the
+plain loop (B) and one Faust worker (A): B, A, B, A; with ``--quix`` also the Quix Streams
+peer (C, ``bench/proc_quix.py``): B, A, C, B, A, C. Each run reads the same raw topic with its
 own consumer group and output topics and is timed from outside: from process start, and
 from its first output record to its last, until its group committed every input topic to
 its end offsets. Then event-to-command latency on the last (caught-up) Faust worker at
@@ -27,7 +28,7 @@ from bench import proc_report
 from bench.proc_kafka import Broker
 from bench.proc_latency import Latency, measure
 from bench.proc_profile import ProfileRun, profile_worker
-from bench.proc_runs import PARTITIONS, Names, RunResult, timed_run
+from bench.proc_runs import PARTITIONS, Names, RunResult, quix_internal_prefixes, timed_run
 from bench.proc_workload import expected, generate, preload
 from localkafka.broker import Broker as LocalKafka
 
@@ -82,6 +83,15 @@ def describe(r: RunResult) -> str:
     )
 
 
+def run_names(kind: str, base: str, raw: str, rep: int) -> Names:
+    """Topics and group of the ``rep``-th run of ``kind``: Faust a1, plain b1, Quix c1, ..."""
+    if kind == "faust":
+        return Names.faust(base, raw, f"a{rep}")
+    if kind == "quix":
+        return Names.quix(base, raw, f"c{rep}")
+    return Names.plain(base, raw, f"b{rep}")
+
+
 async def run(args: argparse.Namespace, kafka: LocalKafka, bench: Bench, workdir: Path) -> None:
     bootstrap = kafka.config.bootstrap
     base = f"bench-proc-{bench.run_id}."
@@ -98,7 +108,8 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, bench: Bench, workdir
             del records
             log(f"preloaded {bench.input} into {raw} in {bench.preload_s:.1f}s")
 
-            order = ["plain", "faust"] * args.reps
+            kinds = ["plain", "faust", *(["quix"] if args.quix else [])]
+            order = kinds * args.reps
             last_faust = len(order) - 1 - order[::-1].index("faust") if order else -1
 
             async def latency(result: RunResult) -> None:
@@ -115,11 +126,7 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, bench: Bench, workdir
                 )
 
             for i, kind in enumerate(order):
-                rep = i // 2 + 1
-                if kind == "faust":
-                    names = Names.faust(base, raw, f"a{rep}")
-                else:
-                    names = Names.plain(base, raw, f"b{rep}")
+                names = run_names(kind, base, raw, rep=i // len(kinds) + 1)
                 up = latency if i == last_faust and args.latency_seconds > 0 else None
                 result = await timed_run(
                     broker,
@@ -140,8 +147,13 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, bench: Bench, workdir
                 log(f"profile: {bench.profile.events:,} events in {bench.profile.seconds:.1f}s")
         finally:
             if not args.keep_topics:
-                deleted = await broker.delete_prefixed(base)
-                log(f"deleted {len(deleted)} topics {base}*")
+                # Faust and Quix name their internal topics after the group
+                # (bench-proc-<run id>-a1-g1-..., repartition__bench-proc-<run id>-c1--...).
+                groups = base.replace(".", "-")
+                prefixes = [base, groups, *quix_internal_prefixes(groups)]
+                for prefix in prefixes:
+                    deleted = await broker.delete_prefixed(prefix)
+                    log(f"deleted {len(deleted)} topics {prefix}*")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.processors_throughput", description=__doc__
     )
     parser.add_argument("--events", type=int, default=200_000, help="raw records (default 200000)")
-    parser.add_argument("--reps", type=int, default=2, help="B,A pairs (default 2)")
+    parser.add_argument("--reps", type=int, default=2, help="B,A(,C) rounds (default 2)")
+    parser.add_argument(
+        "--quix", action="store_true", help="also run the Quix Streams peer (C) each round"
+    )
     parser.add_argument("--seed", type=int, default=20260513)
     parser.add_argument("--timeout", type=float, default=900.0, help="per run, seconds")
     parser.add_argument("--latency-seconds", type=float, default=25.0, help="0 = skip")

@@ -18,6 +18,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def memory(pid: int) -> dict[str, int]:
+    """Resident set now (``VmRSS``) and at its peak (``VmHWM``), in bytes."""
+    found: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0]) * 1024  # kB
+    return found
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as ``uptime`` shows them."""
+    return ", ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def system_cpu() -> tuple[float, float]:
     """(busy, steal) seconds summed over all cores since boot, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
