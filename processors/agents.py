@@ -29,11 +29,11 @@ key under the *current* event's partition.
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import faust
 import structlog
@@ -48,7 +48,14 @@ from processors.runtime.produce import changelog as changelog_of
 from processors.runtime.store import ParsedCache, TableStore
 from processors.runtime.writer import OrderedWriter
 from processors.settings import ProcessorSettings
-from processors.step import Rejected, address_step, message_step, normalise_record
+from processors.step import (
+    AddressOutcome,
+    MessageOutcome,
+    Rejected,
+    address_step,
+    message_step,
+    normalise_record,
+)
 from schemas.commands import (
     MANUAL_ACTION_VALUE_TYPE,
     VALUE_TYPE_HEADER,
@@ -60,6 +67,19 @@ from schemas.events import CanonicalEvent
 from schemas.state import AddressState, MessageState
 
 log = structlog.get_logger("processors")
+
+
+class _Outcome(Protocol):
+    """What the agents read of a step's outcome (processors/step.py)."""
+
+    @property
+    def changed(self) -> bool: ...
+
+    @property
+    def state(self) -> AddressState | MessageState: ...
+
+
+Out = TypeVar("Out", bound=_Outcome)
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
@@ -212,12 +232,60 @@ def register_agents(
                     await normalise_one(event)
                     await manual_acks.ack(event)
 
-    def too_large(value: bytes) -> str | None:
-        # A record over the bound would be refused by the broker (or grow without end):
-        # the event goes to the DLQ instead of crashing the worker on every restart.
-        if len(value) <= settings.max_record_bytes:
+    def address_outcome(
+        store: TableStore,
+        parsed_states: ParsedCache[AddressState],
+        partition: int,
+        key: bytes,
+        item: CanonicalEvent | ManualAction,
+    ) -> AddressOutcome:
+        state = parsed_states.parse(key, store.get(partition, key))
+        return address_step(state, item, policy, store_lookup(store, partition, key.decode()))
+
+    def message_outcome(
+        store: TableStore,
+        parsed_states: ParsedCache[MessageState],
+        partition: int,
+        key: bytes,
+        event: CanonicalEvent,
+    ) -> MessageOutcome:
+        state = parsed_states.parse(key, store.get(partition, key))
+        return message_step(state, event, policy, store_lookup(store, partition, key.decode()))
+
+    async def stored_step(
+        event: faust.EventT[bytes],
+        table: str,
+        key: bytes,
+        parsed_states: ParsedCache[Any],
+        step: Callable[[], Out],
+    ) -> tuple[Out, bytes] | None:
+        """Run the pure ``step`` and serialise its state; None if the input went to the DLQ.
+
+        A step that raises (``transition_error``, a bug) or a record over
+        ``max_record_bytes`` (``state_too_large``: the broker would refuse it, or it would
+        grow without end) must not stop the other keys, nor crash the worker on every
+        restart: the input goes to the DLQ and the agent goes on.
+        """
+        partition = event.message.partition
+        try:
+            outcome = step()
+            state_value = b""  # a duplicate: nothing to store
+            if outcome.changed:
+                state_value = outcome.state.model_dump_json().encode()
+        except Exception as exc:
+            log.exception("transition_error", table=table, partition=partition)
+            await send_to_dlq(event, table, "transition_error", repr(exc))
             return None
-        return f"{len(value)} bytes, over max_record_bytes = {settings.max_record_bytes}"
+        if len(state_value) > settings.max_record_bytes:
+            problem = (
+                f"{len(state_value)} bytes, over max_record_bytes = {settings.max_record_bytes}"
+            )
+            await send_to_dlq(event, table, "state_too_large", problem)
+            return None
+        if outcome.changed:
+            parsed_states.put(key, state_value, outcome.state)
+        (metrics.applied if outcome.changed else metrics.duplicates).labels(table).inc()
+        return outcome, state_value
 
     @app.agent(topo.email_events, name="addresses")
     async def addresses(stream: faust.StreamT[bytes]) -> None:
@@ -236,29 +304,15 @@ def register_agents(
                     await writer.skip(event)
                     continue
                 partition = event.message.partition
-                try:
-                    state = parsed_states.parse(key, store.get(partition, key))
-                    seen = store_lookup(store, partition, key.decode())
-                    outcome = address_step(state, parsed, policy, seen)
-                    state_value = b""  # a duplicate: nothing to store
-                    if outcome.changed:
-                        state_value = outcome.state.model_dump_json().encode()
-                        parsed_states.put(key, state_value, outcome.state)
-                except Exception as exc:  # a transition bug must not stop other addresses
-                    log.exception("transition_error", table="addresses", partition=partition)
-                    await send_to_dlq(event, "addresses", "transition_error", repr(exc))
+                step = partial(address_outcome, store, parsed_states, partition, key, parsed)
+                stored = await stored_step(event, "addresses", key, parsed_states, step)
+                if stored is None:
                     await writer.skip(event)
                     continue
-                if (problem := too_large(state_value)) is not None:
-                    await send_to_dlq(event, "addresses", "state_too_large", problem)
-                    await writer.skip(event)
-                    continue
+                outcome, state_value = stored
                 writes = outcome.writes(state_value, partial(store.keys_with_prefix, partition))
                 acks = [await publish_command(command) for command in outcome.commands]
                 await writer.write(event, writes, acks)
-                (metrics.applied if outcome.changed else metrics.duplicates).labels(
-                    "addresses"
-                ).inc()
 
     async def publish_command(command: SuppressionCommand) -> Awaitable[Any]:
         # The writer awaits the broker's ack before the table's changelog write
@@ -295,29 +349,14 @@ def register_agents(
                     await writer.skip(event)
                     continue
                 partition = event.message.partition
-                try:
-                    state = parsed_states.parse(key, store.get(partition, key))
-                    outcome = message_step(
-                        state, ce, policy, store_lookup(store, partition, key.decode())
-                    )
-                    state_value = b""  # a duplicate: nothing to store
-                    if outcome.changed:
-                        state_value = outcome.state.model_dump_json().encode()
-                        parsed_states.put(key, state_value, outcome.state)
-                except Exception as exc:  # a transition bug must not stop other messages
-                    log.exception("transition_error", table="messages", partition=partition)
-                    await send_to_dlq(event, "messages", "transition_error", repr(exc))
+                step = partial(message_outcome, store, parsed_states, partition, key, ce)
+                stored = await stored_step(event, "messages", key, parsed_states, step)
+                if stored is None:
                     await writer.skip(event)
                     continue
-                if (problem := too_large(state_value)) is not None:
-                    await send_to_dlq(event, "messages", "state_too_large", problem)
-                    await writer.skip(event)
-                    continue
+                outcome, state_value = stored
                 writes = outcome.writes(state_value, partial(store.keys_with_prefix, partition))
                 await writer.write(event, writes)
-                (metrics.applied if outcome.changed else metrics.duplicates).labels(
-                    "messages"
-                ).inc()
 
 
 def store_lookup(store: TableStore, partition: int, owner: str) -> SeenLookup:
