@@ -5,9 +5,46 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    ok: Callable[[T], bool],
+    timeout: float = 60.0,
+    what: str = "condition",
+) -> T:
+    """Poll ``probe`` until ``ok(result)`` and return that result; fail on timeout, naming
+    ``what`` and the last result."""
+    deadline = time.monotonic() + timeout
+    result = await probe()
+    while not ok(result):
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"{what}: not met within {timeout:.0f} s; last result: {result!r:.2000}"
+            )
+        await asyncio.sleep(0.25)
+        result = await probe()
+    return result
+
+
+async def quiet(probe: Callable[[], Awaitable[Any]], rounds: int = 6, timeout: float = 90.0) -> Any:
+    """Poll until the result stops changing for a few rounds; fail if it never does."""
+    deadline = time.monotonic() + timeout
+    last = await probe()
+    stable = 0
+    while stable < rounds:
+        assert time.monotonic() < deadline, f"still changing after {timeout:.0f} s"
+        await asyncio.sleep(0.5)
+        now = await probe()
+        stable = stable + 1 if now == last else 0
+        last = now
+    return last
 
 
 def unique(prefix: str) -> str:

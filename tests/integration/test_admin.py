@@ -12,11 +12,9 @@ import aiohttp
 import orjson
 
 from processors import openapi as processors_openapi
-from tests.integration.helpers import read_all
+from tests.integration.helpers import eventually, quiet, read_all
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import free_port, running_ingest
-from tests.integration.test_processors import eventually
-from tests.integration.test_processors_crash import _quiet
 
 # config/dev.toml, which the test workers read (MAILPULSE_CONFIG).
 DEV_TOKEN = "dev-fake-admin-token"
@@ -132,7 +130,7 @@ async def test_manual_actions_apply_publish_and_survive_a_rebuild(
             manual = [r for r in events if b"manual_action" in dict(r.headers).values()]
             assert sorted(r.key for r in manual) == [BOUNCED.encode(), FRESH.encode()]
 
-            live = await _quiet(lambda: p.table("addresses"))
+            live = await quiet(lambda: p.table("addresses"))
             assert live[FRESH]["suppression"]["marketing"]["reason"] == "manual:asked"
             assert live[BOUNCED]["suppression"]["all"] is None
             assert len(await p.commands()) == 3  # nothing else happened meanwhile

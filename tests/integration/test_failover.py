@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -39,9 +38,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
+from tests.integration.helpers import eventually, quiet
 from tests.integration.pipeline import Pipeline
 from tests.integration.stack import free_port, running_ingest
-from tests.integration.test_processors_crash import _events, _explain, _generation_env, _quiet
+from tests.integration.test_processors_crash import _events, _explain, _generation_env
 
 T = TypeVar("T")
 Partition = tuple[str, int]
@@ -99,19 +99,6 @@ class Pause:
     reassigned_s: float | None  # None: they stayed with the restarted worker
     applied_s: float
     committed_s: float
-
-
-async def _until(
-    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float, what: str
-) -> T:
-    """Poll ``probe`` until ``ok(result)``; fail naming ``what`` and the last result."""
-    deadline = time.monotonic() + timeout
-    result = await probe()
-    while not ok(result):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s ({result!r})"
-        await asyncio.sleep(0.2)
-        result = await probe()
-    return result
 
 
 async def _readiness(s: aiohttp.ClientSession, port: int) -> str:
@@ -274,14 +261,14 @@ async def _run_with_kill(
                 return stack.enter_context(worker)
 
             procs = {name: start(name) for name in INSTANCES}
-            owners = await _until(
+            owners = await eventually(
                 partial(_assignment, admin, group),
                 lambda held: set(held) == set(INSTANCES) and all(held.values()),
                 timeout=120,
                 what="both workers in the group, each holding partitions",
             )
             for name in INSTANCES:
-                await _until(
+                await eventually(
                     partial(_readiness, s, ports[name]),
                     lambda state: state == "ready",
                     timeout=120,
@@ -296,7 +283,7 @@ async def _run_with_kill(
             watch = Readiness(ports[survivor])
             tasks += [asyncio.create_task(load.run(s)), asyncio.create_task(watch.run(s))]
             # Mid-stream: part of the load posted and the victim applying it.
-            await _until(
+            await eventually(
                 partial(_end_offsets, p.bootstrap, changelogs),
                 lambda written: written > 0 and load.posted >= KILL_AFTER * len(events),
                 timeout=120,
@@ -315,8 +302,8 @@ async def _run_with_kill(
             await asyncio.wait_for(tasks[0], timeout=120)
             await p.wait_all_committed(GEN, raw_records=len(events), hop_suffix=f".{GEN}")
             outcome = Outcome(
-                await _quiet(lambda: p.table("addresses", GEN)),
-                await _quiet(lambda: p.table("messages", GEN)),
+                await quiet(lambda: p.table("addresses", GEN)),
+                await quiet(lambda: p.table("messages", GEN)),
                 {c["command_id"] for c in await p.commands(GEN)},
             )
             await _stop(tasks)  # before the workers stop, which is no rebalance
@@ -332,8 +319,8 @@ async def _reference(p: Pipeline, events: list[dict[str, Any]]) -> Outcome:
     """One worker, undisturbed, on the same raw topic."""
     with p.worker("ref", _generation_env("ref")):
         await p.wait_all_committed("ref", raw_records=len(events), hop_suffix=".ref")
-        addresses = await _quiet(lambda: p.table("addresses", "ref"))
-        messages = await _quiet(lambda: p.table("messages", "ref"))
+        addresses = await quiet(lambda: p.table("addresses", "ref"))
+        messages = await quiet(lambda: p.table("messages", "ref"))
     return Outcome(addresses, messages, {c["command_id"] for c in await p.commands("ref")})
 
 

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
 from tests.fixtures.signing import sign
+from tests.integration.helpers import eventually
 from tests.integration.pipeline import GENERIC_SECRET, Pipeline, nexus_event
 from tests.integration.stack import running_ingest
-
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 60.0
-) -> T:
-    """Poll ``probe`` until ``ok(result)``; return the last result either way."""
-    deadline = time.monotonic() + timeout
-    result = await probe()
-    while not ok(result) and time.monotonic() < deadline:
-        await asyncio.sleep(0.25)
-        result = await probe()
-    return result
 
 
 @pytest.fixture

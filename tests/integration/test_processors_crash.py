@@ -22,9 +22,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.integration.helpers import eventually, quiet
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import running_ingest
-from tests.integration.test_processors import eventually
 
 KINDS = [
     "delivered",
@@ -93,8 +93,8 @@ async def test_kill_minus_nine_mid_stream_matches_undisturbed_run(
         # committed (an offset is committed only once its table write is acknowledged),
         # then both tables stop changing.
         await p.wait_all_committed("ref", raw_records=len(events), hop_suffix=".ref")
-        ref = await _quiet(lambda: addresses("ref"))
-        ref_messages = await _quiet(lambda: p.table("messages", "ref"))
+        ref = await quiet(lambda: addresses("ref"))
+        ref_messages = await quiet(lambda: p.table("messages", "ref"))
     ref_commands = {c["command_id"] for c in await p.commands("ref")}
     assert set(ref) == distinct
     assert ref_commands, "the stream holds hard bounces and complaints: expected commands"
@@ -125,20 +125,3 @@ def _explain(crash: dict[str, Any], ref: dict[str, Any]) -> str:
             want = (ref.get(address) or {}).get("counts")
             lines.append(f"{address}: counts after the kill {got}, undisturbed {want}")
     return "\n".join(lines)
-
-
-async def _quiet(probe: Any, rounds: int = 6, timeout: float = 90.0) -> Any:
-    """Poll until the result stops changing for a few rounds; fail if it never does."""
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    last = await probe()
-    stable = 0
-    while stable < rounds:
-        assert time.monotonic() < deadline, f"still changing after {timeout:.0f} s"
-        await asyncio.sleep(0.5)
-        now = await probe()
-        stable = stable + 1 if now == last else 0
-        last = now
-    return last

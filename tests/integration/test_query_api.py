@@ -17,10 +17,9 @@ import aiohttp
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.integration.helpers import eventually, quiet
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import free_port, running_ingest
-from tests.integration.test_processors import eventually
-from tests.integration.test_processors_crash import _quiet
 
 # Polled in the background from before the workers start until the end of the test.
 WATCHED = ["/addresses/q1@example.com/", "/messages/qmsg1/", "/suppressions/?limit=5"]
@@ -153,8 +152,8 @@ async def test_two_workers_route_queries_to_the_partition_owner(
             await eventually(
                 lambda: p.table("addresses"), lambda t: len(_states(t)) == 24, timeout=120
             )
-            addresses = _states(await _quiet(lambda: p.table("addresses")))
-            messages = _states(await _quiet(lambda: p.table("messages")))
+            addresses = _states(await quiet(lambda: p.table("addresses")))
+            messages = _states(await quiet(lambda: p.table("messages")))
             for port in (first, second):
                 await _until_ready(s, port, p)
                 await _check_answers(s, f"http://127.0.0.1:{port}", addresses, messages)

@@ -4,17 +4,17 @@ and the old generation can then be dropped."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import aiohttp
 import orjson
 
 from processors.ops.rebuild import suppression_status
-from tests.integration.helpers import latest_by_key, read_all
+from tests.integration.helpers import eventually, latest_by_key, quiet, read_all
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import running_ingest
-from tests.integration.test_processors import eventually
-from tests.integration.test_processors_crash import _events, _quiet
+from tests.integration.test_processors_crash import _events
 
 
 async def _ids(p: Pipeline, topic: str) -> list[str]:
@@ -42,7 +42,7 @@ async def test_rebuild_equals_live_then_switch_and_drop(
 
         with p.worker():
             await eventually(lambda: p.table("addresses"), lambda t: set(t) == addresses, 180)
-            live = {t: await _quiet(lambda t=t: p.table(t)) for t in ("addresses", "messages")}
+            live = {t: await quiet(partial(p.table, t)) for t in ("addresses", "messages")}
 
             hops_before = len(await read_all(p.bootstrap, p.topic("email.events")))
             run = await p.mailpulse("rebuild", "run", "--generation", "g2")

@@ -10,10 +10,9 @@ import aiohttp
 import orjson
 
 from schemas.raw import H_REDRIVEN_FROM
-from tests.integration.helpers import produce, read_all, wait_committed
+from tests.integration.helpers import eventually, produce, read_all, wait_committed
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import running_ingest
-from tests.integration.test_processors import eventually
 
 OLD_MAPPER = "tests.integration.old_mapper_worker"
 AT = "2026-05-14T10:00:00Z"

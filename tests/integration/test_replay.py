@@ -13,11 +13,10 @@ import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.ops.common import describe_group
-from tests.integration.helpers import read_all, wait_committed
+from tests.integration.helpers import eventually, quiet, read_all, wait_committed
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import running_ingest
-from tests.integration.test_processors import eventually
-from tests.integration.test_processors_crash import _events, _quiet
+from tests.integration.test_processors_crash import _events
 
 
 def consumer_groups(bootstrap: str, *args: str) -> str:
@@ -65,8 +64,8 @@ async def _process(p: Pipeline, n: int, addresses: int, during: Any = None) -> P
 
     with p.worker():
         await eventually(lambda: p.table("addresses"), lambda t: set(t) == distinct, timeout=180)
-        before = await _quiet(lambda: p.table("addresses"))
-        messages_before = await _quiet(lambda: p.table("messages"))
+        before = await quiet(lambda: p.table("addresses"))
+        messages_before = await quiet(lambda: p.table("messages"))
         if during is not None:
             await during()
     commands_before = _ids(await p.commands())
@@ -79,8 +78,8 @@ async def _replays_to_same_state(p: Pipeline, before: Processed, wait_consumed: 
     """Restart the worker after a reset; same tables, and not one command published again."""
     with p.worker():
         await wait_consumed()
-        after = await _quiet(lambda: p.table("addresses"))
-        messages_after = await _quiet(lambda: p.table("messages"))
+        after = await quiet(lambda: p.table("addresses"))
+        messages_after = await quiet(lambda: p.table("messages"))
     assert after == before.addresses
     assert messages_after == before.messages
     # Same records, none added: a replay publishes no command again (not even a duplicate).

@@ -23,9 +23,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from filelock import FileLock
 
 from processors.settings import ProcessorSettings
+from tests.integration.helpers import eventually
 from tests.integration.pipeline import PARTITIONS, Pipeline, nexus_event
 from tests.integration.stack import REPO, free_port, running_ingest
-from tests.integration.test_processors import eventually
 
 CRASH_EXIT_GRACE_S: float = ProcessorSettings.model_fields["crash_exit_grace_s"].default
 
