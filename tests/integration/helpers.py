@@ -97,14 +97,28 @@ async def consume_until(
 
 
 async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    """Create ``topic`` and return once the broker's metadata names a leader for each
+    partition: a client started before that sees no such topic and, subscribed to it,
+    gets no partition until its next metadata refresh (minutes)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
+
+    async def described() -> list[Any]:
+        answer: list[Any] = await admin.describe_topics([topic])
+        return answer
+
+    def led(answer: list[Any]) -> bool:
+        found = [t for t in answer if t["topic"] == topic and t["error_code"] == 0]
+        leaders = [p["leader"] for t in found for p in t["partitions"]]
+        return len(leaders) == partitions and all(leader >= 0 for leader in leaders)
+
     try:
         await admin.create_topics(
             [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
         )
+        await eventually(described, led, timeout=30, what=f"a leader for each partition of {topic}")
     finally:
         await admin.close()
 

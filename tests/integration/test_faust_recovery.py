@@ -11,22 +11,45 @@ from pathlib import Path
 
 import orjson
 
-from tests.integration.helpers import consume_until, create_topic, produce, unique, wait_committed
+from tests.integration.helpers import (
+    consume_until,
+    create_topic,
+    eventually,
+    produce,
+    unique,
+    wait_committed,
+)
 
 APP = Path(__file__).with_name("faust_recovery_app.py")
 
 
-def _start_worker(bootstrap: str, name: str, datadir: Path, log: Path) -> subprocess.Popen[bytes]:
+def _start_worker(
+    bootstrap: str, name: str, datadir: Path, ready: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    ready.unlink(missing_ok=True)
     env = {
         **os.environ,
         "SMOKE_BOOTSTRAP": bootstrap,
         "SMOKE_NAME": name,
         "SMOKE_DATADIR": str(datadir),
+        "SMOKE_READY": str(ready),
     }
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, str(APP)], env=env, stdout=out, stderr=subprocess.STDOUT
         )
+
+
+def _ready(ready: Path, worker: subprocess.Popen[bytes], log: Path) -> bool:
+    assert worker.poll() is None, log.read_text()[-3000:]
+    return ready.exists()
+
+
+async def _until_ready(ready: Path, worker: subprocess.Popen[bytes], log: Path) -> None:
+    async def probe() -> bool:
+        return _ready(ready, worker, log)
+
+    await eventually(probe, bool, timeout=120, what="the worker owning both partitions")
 
 
 def _latest_totals(records: list) -> dict[str, int]:  # type: ignore[type-arg]
@@ -39,6 +62,7 @@ async def test_table_recovers_from_changelog_after_kill(
     name = unique("smoke-faust").replace(".", "-")
     datadir = tmp_path / "data"
     log = tmp_path / "worker.log"
+    ready = tmp_path / "ready"
     first = [
         (k.encode(), str(v).encode())
         for k, v in [("a", 1), ("b", 2), ("a", 3), ("c", 5), ("b", 7), ("a", 6)]
@@ -46,8 +70,9 @@ async def test_table_recovers_from_changelog_after_kill(
     expected = {"a": 10, "b": 9, "c": 5}
 
     await create_topic(kafka_bootstrap, f"{name}.numbers", partitions=2)
-    worker = _start_worker(kafka_bootstrap, name, datadir, log)
+    worker = _start_worker(kafka_bootstrap, name, datadir, ready, log)
     try:
+        await _until_ready(ready, worker, log)
         await produce(kafka_bootstrap, f"{name}.numbers", first)
         seen = await consume_until(
             kafka_bootstrap, f"{name}.totals", lambda r: _latest_totals(r) == expected, timeout=180
@@ -65,8 +90,9 @@ async def test_table_recovers_from_changelog_after_kill(
 
     # Losing the local RocksDB files forces recovery from the changelog topic alone.
     shutil.rmtree(datadir)
-    worker = _start_worker(kafka_bootstrap, name, datadir, log)
+    worker = _start_worker(kafka_bootstrap, name, datadir, ready, log)
     try:
+        await _until_ready(ready, worker, log)
         await produce(
             kafka_bootstrap, f"{name}.numbers", [(b"a", b"100"), (b"b", b"100"), (b"c", b"100")]
         )
