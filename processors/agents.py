@@ -1,10 +1,11 @@
 """The Faust agents: they read, call the pure functions, write. No business logic here.
 
-* ``normaliser``: ``webhooks.raw`` -> canonical events keyed by address to
-  ``email.events`` and by message id to ``message.events``; anything it cannot parse or
-  map goes to ``webhooks.dlq`` with the reason. A worker never dies of bad input.
-  An operator's manual action (provider ``admin``) goes to ``email.events`` only, as a
-  ``ManualAction`` marked by the ``mailpulse.value_type`` header.
+* ``normaliser``: ``webhooks.raw`` -> canonical events, in batch records per partition
+  (processors/hops.py), to ``email.events`` partitioned by address and to
+  ``message.events`` partitioned by message id; anything it cannot parse or map goes to
+  ``webhooks.dlq`` with the reason. A worker never dies of bad input. An operator's
+  manual action (provider ``admin``) goes to ``email.events`` only, as one
+  ``ManualAction`` record; the ``mailpulse.value_type`` header says which a record is.
 * ``addresses``: ``email.events`` (canonical events and manual actions) -> the
   ``addresses`` table, and suppression commands to the compacted
   ``suppression.commands`` topic. The table's changelog record is written only after the
@@ -12,11 +13,12 @@
   lose one.
 * ``messages``: ``message.events`` -> the ``messages`` table (manual actions are ignored).
 
-The stateful agents call the pure step (processors/step.py) and write what it says: the
-state record plus its index entries (dedupe keys, the suppression list; key layout in
-processors/keys.py). An input whose step fails (``transition_error``) or whose record
-would exceed ``max_record_bytes`` (``state_too_large``) goes to the DLQ and the agent goes
-on: one key never stops the others.
+The stateful agents call the pure step (processors/step.py) for each input of a record
+(every event of a batch) and write what it says: the state record plus its index
+entries (dedupe keys, the suppression list; key layout in processors/keys.py). An input
+that is not valid, whose step fails (``transition_error``) or whose record would exceed
+``max_record_bytes`` (``state_too_large``) goes to the DLQ, alone, and the agent goes on:
+one key never stops the others.
 
 The two stateful agents ack their events themselves, through ``OrderedWriter``
 (processors/runtime/writer.py): an event's offset is committed only once its commands and its
@@ -40,8 +42,10 @@ import structlog
 
 from processors.dedupe import SeenLookup
 from processors.generations import generation_topics
+from processors.hops import BadItem, decode_batch
 from processors.keys import dedupe_entry
 from processors.metrics import ProcessorMetrics
+from processors.runtime.batcher import HopBatcher
 from processors.runtime.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
 from processors.runtime.produce import DirectTopic
 from processors.runtime.produce import changelog as changelog_of
@@ -57,6 +61,7 @@ from processors.step import (
     normalise_record,
 )
 from schemas.commands import (
+    EVENT_BATCH_VALUE_TYPE,
     MANUAL_ACTION_VALUE_TYPE,
     VALUE_TYPE_HEADER,
     ManualAction,
@@ -100,15 +105,36 @@ def _text_headers(headers: Any) -> dict[str, str]:
     return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for k, v in items}
 
 
-def _is_manual_action(event: faust.EventT[bytes]) -> bool:
-    return _text_headers(event.message.headers).get(VALUE_TYPE_HEADER) == MANUAL_ACTION_VALUE_TYPE
+def _value_type(event: faust.EventT[bytes]) -> str | None:
+    return _text_headers(event.message.headers).get(VALUE_TYPE_HEADER)
 
 
-def _key_value(event: faust.EventT[bytes]) -> tuple[bytes, bytes]:
-    key, value = event.message.key, event.message.value
-    if not key or value is None:
-        raise ValueError("a record without a key or without a value")
-    return key, value
+def _behind(app: faust.App, event: faust.EventT[bytes]) -> bool:
+    """Whether the broker holds later records of ``event``'s partition (a backlog)."""
+    message = event.message
+    end: int | None = app.consumer.highwater(message.tp)
+    return end is not None and end > message.offset + 1
+
+
+Input = CanonicalEvent | ManualAction | BadItem
+
+
+def _inputs(event: faust.EventT[bytes]) -> list[Input]:
+    """What a hop record carries: a batch of events, one manual action, or one event."""
+    value, kind = event.message.value or b"", _value_type(event)
+    if kind == EVENT_BATCH_VALUE_TYPE:
+        return list(decode_batch(value))
+    model = ManualAction if kind == MANUAL_ACTION_VALUE_TYPE else CanonicalEvent
+    try:
+        return [model.model_validate_json(value)]
+    except ValueError as exc:  # pydantic's ValidationError is one
+        if model is ManualAction:
+            return [BadItem(value, str(exc), "invalid_manual_action")]
+        return [BadItem(value, str(exc))]
+
+
+def _address_key(item: CanonicalEvent | ManualAction) -> bytes:
+    return (item.recipient if isinstance(item, CanonicalEvent) else item.address).encode()
 
 
 _MANUAL_ACTION_HEADERS = [(VALUE_TYPE_HEADER, MANUAL_ACTION_VALUE_TYPE.encode())]
@@ -167,8 +193,17 @@ def register_agents(
         keep_every_fetched_record(app.consumer)
         return OffsetGuard(app.consumer, committed, name)
 
-    async def send_to_dlq(event: faust.EventT[bytes], stage: str, reason: str, detail: str) -> None:
+    async def send_to_dlq(
+        event: faust.EventT[bytes],
+        stage: str,
+        reason: str,
+        detail: str,
+        item: tuple[bytes | None, bytes] | None = None,
+    ) -> None:
+        """``event``'s record to the DLQ, or only ``item`` (key, body): one input of it."""
         message = event.message
+        key, body = item if item is not None else (message.key, message.value or b"")
+        headers = {} if item is not None else _text_headers(message.headers)
         record = DlqRecord(
             reason=reason,
             error=detail[:2000],
@@ -178,12 +213,12 @@ def register_agents(
                 topic=message.topic,
                 partition=message.partition,
                 offset=message.offset,
-                key=message.key.decode("utf-8", "replace") if message.key else None,
-                headers=_text_headers(message.headers),
-                body_b64=base64.b64encode(message.value or b"").decode(),
+                key=key.decode("utf-8", "replace") if key else None,
+                headers=headers,
+                body_b64=base64.b64encode(body).decode(),
             ),
         )
-        await dlq.send(key=message.key, value=record.model_dump_json().encode())
+        await dlq.send(key=key, value=record.model_dump_json().encode())
         metrics.dlq.labels(stage, reason).inc()
         log.warning(
             "sent_to_dlq",
@@ -193,7 +228,7 @@ def register_agents(
             offset=message.offset,
         )
 
-    async def normalise_one(event: faust.EventT[bytes]) -> None:
+    async def normalise_one(event: faust.EventT[bytes], out: HopBatcher) -> None:
         message = event.message
         try:
             result = normalise_record(
@@ -208,6 +243,7 @@ def register_agents(
             return
         if result.manual is not None:
             manual = result.manual
+            await out.flush()  # the address's earlier events go first
             await email_events.send(
                 key=manual.address.encode(),
                 value=manual.model_dump_json().encode(),
@@ -216,21 +252,31 @@ def register_agents(
             metrics.normalised.labels(result.provider).inc()
         for ce in result.canonical:
             value = ce.model_dump_json().encode()
-            await email_events.send(key=ce.recipient.encode(), value=value)
+            out.add(0, ce.recipient.encode(), value)
             if ce.message_id:
-                await message_events.send(key=ce.message_id.encode(), value=value)
+                out.add(1, ce.message_id.encode(), value)
         metrics.normalised.labels(result.provider).inc(len(result.canonical))
 
     @app.agent(topo.raw, name="normaliser")
     async def normaliser(stream: faust.StreamT[bytes]) -> None:
-        # Acked by hand, after the sends were handed to the producer (which Faust flushes
-        # before it commits), and only for records the offset guard admitted.
+        # Acked by hand, by the batcher once the record's events are handed to the
+        # producer (which Faust flushes before it commits), and only for records the
+        # offset guard admitted.
         manual_acks = cast(faust.Stream[bytes], stream).noack()
-        async with guard("normaliser") as offsets:
+        batcher = HopBatcher(
+            app,
+            [email_events, message_events],
+            settings.topics.partitions,
+            manual_acks.ack,
+            linger_s=settings.hop_batch_linger_s,
+            max_events=settings.hop_batch_max_records,
+            max_bytes=settings.hop_batch_max_bytes,
+        )
+        async with guard("normaliser") as offsets, batcher as out:
             async for event in manual_acks.events():
                 if await offsets.admit(event):
-                    await normalise_one(event)
-                    await manual_acks.ack(event)
+                    await normalise_one(event, out)
+                    await out.done(event, more_waiting=_behind(app, event))
 
     def address_outcome(
         store: TableStore,
@@ -254,6 +300,7 @@ def register_agents(
 
     async def stored_step(
         event: faust.EventT[bytes],
+        item: CanonicalEvent | ManualAction,
         table: str,
         key: bytes,
         parsed_states: ParsedCache[Any],
@@ -274,13 +321,15 @@ def register_agents(
                 state_value = outcome.state.model_dump_json().encode()
         except Exception as exc:
             log.exception("transition_error", table=table, partition=partition)
-            await send_to_dlq(event, table, "transition_error", repr(exc))
+            await send_to_dlq(
+                event, table, "transition_error", repr(exc), dlq_part(event, key, item)
+            )
             return None
         if len(state_value) > settings.max_record_bytes:
             problem = (
                 f"{len(state_value)} bytes, over max_record_bytes = {settings.max_record_bytes}"
             )
-            await send_to_dlq(event, table, "state_too_large", problem)
+            await send_to_dlq(event, table, "state_too_large", problem, dlq_part(event, key, item))
             return None
         if outcome.changed:
             parsed_states.put(key, state_value, outcome.state)
@@ -294,25 +343,22 @@ def register_agents(
         changelog = changelog_of(app, topo.addresses)
         async with OrderedWriter(app, store, changelog, stream, guard("addresses")) as writer:
             async for event in writer.events():
-                manual = _is_manual_action(event)
-                try:
-                    key, value = _key_value(event)
-                    parsed = (ManualAction if manual else CanonicalEvent).model_validate_json(value)
-                except ValueError as exc:  # pydantic's ValidationError is one
-                    reason = "invalid_manual_action" if manual else "invalid_canonical_event"
-                    await send_to_dlq(event, "addresses", reason, str(exc))
-                    await writer.skip(event)
-                    continue
                 partition = event.message.partition
-                step = partial(address_outcome, store, parsed_states, partition, key, parsed)
-                stored = await stored_step(event, "addresses", key, parsed_states, step)
-                if stored is None:
-                    await writer.skip(event)
-                    continue
-                outcome, state_value = stored
-                writes = outcome.writes(state_value, partial(store.keys_with_prefix, partition))
-                acks = [await publish_command(command) for command in outcome.commands]
-                await writer.write(event, writes, acks)
+                for item in _inputs(event):
+                    if isinstance(item, BadItem):
+                        part = dlq_part(event, None, item)
+                        await send_to_dlq(event, "addresses", item.reason, item.error, part)
+                        continue
+                    key = _address_key(item)
+                    step = partial(address_outcome, store, parsed_states, partition, key, item)
+                    stored = await stored_step(event, item, "addresses", key, parsed_states, step)
+                    if stored is None:
+                        continue
+                    outcome, state_value = stored
+                    writes = outcome.writes(state_value, partial(store.keys_with_prefix, partition))
+                    acks = [await publish_command(command) for command in outcome.commands]
+                    await writer.write(event, writes, acks, last=False)
+                await writer.skip(event)
 
     async def publish_command(command: SuppressionCommand) -> Awaitable[Any]:
         # The writer awaits the broker's ack before the table's changelog write
@@ -338,25 +384,36 @@ def register_agents(
         changelog = changelog_of(app, topo.messages)
         async with OrderedWriter(app, store, changelog, stream, guard("messages")) as writer:
             async for event in writer.events():
-                if _is_manual_action(event):  # they concern addresses, not messages
-                    await writer.skip(event)
-                    continue
-                try:
-                    key, value = _key_value(event)
-                    ce = CanonicalEvent.model_validate_json(value)
-                except ValueError as exc:  # pydantic's ValidationError is one
-                    await send_to_dlq(event, "messages", "invalid_canonical_event", str(exc))
-                    await writer.skip(event)
-                    continue
                 partition = event.message.partition
-                step = partial(message_outcome, store, parsed_states, partition, key, ce)
-                stored = await stored_step(event, "messages", key, parsed_states, step)
-                if stored is None:
-                    await writer.skip(event)
-                    continue
-                outcome, state_value = stored
-                writes = outcome.writes(state_value, partial(store.keys_with_prefix, partition))
-                await writer.write(event, writes)
+                for item in _inputs(event):
+                    if isinstance(item, ManualAction):  # they concern addresses, not messages
+                        continue
+                    if isinstance(item, BadItem):
+                        part = dlq_part(event, None, item)
+                        await send_to_dlq(event, "messages", item.reason, item.error, part)
+                        continue
+                    if item.message_id is None:  # not sent here by the normaliser
+                        continue
+                    key = item.message_id.encode()
+                    step = partial(message_outcome, store, parsed_states, partition, key, item)
+                    stored = await stored_step(event, item, "messages", key, parsed_states, step)
+                    if stored is None:
+                        continue
+                    outcome, state_value = stored
+                    writes = outcome.writes(state_value, partial(store.keys_with_prefix, partition))
+                    await writer.write(event, writes, last=False)
+                await writer.skip(event)
+
+
+def dlq_part(
+    event: faust.EventT[bytes], key: bytes | None, item: Input
+) -> tuple[bytes | None, bytes] | None:
+    """What goes to the DLQ for one failed input of ``event``: from a batch, that input
+    alone (key, body); from a record of one input, None: the record, headers and all."""
+    if _value_type(event) != EVENT_BATCH_VALUE_TYPE:
+        return None
+    body = item.body if isinstance(item, BadItem) else item.model_dump_json().encode()
+    return key, body
 
 
 def store_lookup(store: TableStore, partition: int, owner: str) -> SeenLookup:

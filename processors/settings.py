@@ -73,6 +73,15 @@ class ProcessorSettings(BaseSettings):
     max_record_bytes: int = Field(default=64 * 1024, ge=256, le=900 * 1024)
     # How long the producer waits to fill a batch: fewer, larger produce requests.
     producer_linger_s: float = Field(default=0.005, ge=0, le=1)
+    # The normaliser sends the canonical events of its raw records in one batch record
+    # per hop partition (processors/hops.py, runtime/batcher.py): at once when it has
+    # caught up with the raw partition; under a backlog once this many raw records are
+    # pending, or this many bytes of events, or this long after the last send, whichever
+    # is first. Larger batches cost less per event; the linger bounds what a backlog adds
+    # to an event's latency.
+    hop_batch_linger_s: float = Field(default=0.05, gt=0, le=1)
+    hop_batch_max_records: int = Field(default=500, ge=1, le=100_000)
+    hop_batch_max_bytes: int = Field(default=256 * 1024, ge=1024, le=900 * 1024)
     # After the app crashes, how long Faust may take to stop before the process exits
     # with status 1 anyway: a crashed app can hang in its own shutdown, and a supervisor
     # restarts only a process that has exited (processors/__main__.py).

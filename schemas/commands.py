@@ -15,12 +15,14 @@ from schemas.state import ScopeSuppression
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-# Kafka record header that says what an ``email.events`` value is. Absent (every record
-# the normaliser writes for a provider event) means a ``CanonicalEvent``; the value
-# ``manual_action`` means a ``ManualAction``. Like a CloudEvents ``ce_type`` header: the
-# canonical event's shape and schema stay as they were for existing consumers.
+# Kafka record header that says what an ``email.events`` or ``message.events`` value is.
+# ``event_batch``: a ``CanonicalEventBatch`` (what the normaliser writes for provider
+# events); ``manual_action``: a ``ManualAction`` (email.events only); absent: one
+# ``CanonicalEvent`` (written by earlier versions, still read). Like a CloudEvents
+# ``ce_type`` header: the canonical event's own shape and schema stay as they were.
 VALUE_TYPE_HEADER = "mailpulse.value_type"
 MANUAL_ACTION_VALUE_TYPE = "manual_action"
+EVENT_BATCH_VALUE_TYPE = "event_batch"  # schemas.events.CanonicalEventBatch
 
 
 class SuppressionChange(BaseModel):

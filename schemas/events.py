@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
 
 from schemas.common import EventType
 
@@ -75,3 +75,11 @@ class CanonicalEvent(BaseModel):
     def sort_key(self) -> tuple[datetime, str]:
         """Deterministic event-time order: provider time, then dedupe key as tie-break."""
         return (self.occurred_at, self.dedupe_key)
+
+
+class CanonicalEventBatch(RootModel[list[CanonicalEvent]]):
+    """Value of an ``email.events`` or ``message.events`` record whose header
+    ``mailpulse.value_type`` is ``event_batch``: canonical events of one partition of that
+    topic (each keyed there by its recipient, or by its message id), in the order of their
+    raw records. The normaliser sends a partition's events of a few milliseconds as one
+    record (processors/hops.py)."""

@@ -14,13 +14,15 @@ from pydantic import BaseModel
 
 from schemas.commands import ManualAction, ManualActionRequest, SuppressionCommand
 from schemas.dlq import DlqRecord
-from schemas.events import CanonicalEvent
+from schemas.events import CanonicalEvent, CanonicalEventBatch
 from schemas.state import AddressState, MessageState
 
 DIRECTORY = Path(__file__).with_suffix("")
 
 SCHEMAS: dict[str, type[BaseModel]] = {
-    # Value of email.events and of message.events.
+    # Value of email.events and of message.events: a batch when the header
+    # mailpulse.value_type is "event_batch" (what the normaliser writes), else one event.
+    "canonical_event_batch.json": CanonicalEventBatch,
     "canonical_event.json": CanonicalEvent,
     # Value of email.events when its header mailpulse.value_type is "manual_action".
     "manual_action.json": ManualAction,

@@ -57,6 +57,7 @@ class _Entry:
     writes: Sequence[Write]  # empty: nothing to write, only ack in order
     staged_id: int
     commands: Sequence[Ack]
+    last: bool  # the event's last entry: ack the event once it is durable
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +157,24 @@ class OrderedWriter:
                 yield event
 
     async def write(
-        self, event: faust.EventT[bytes], writes: Sequence[Write], commands: Sequence[Ack] = ()
+        self,
+        event: faust.EventT[bytes],
+        writes: Sequence[Write],
+        commands: Sequence[Ack] = (),
+        *,
+        last: bool = True,
     ) -> None:
-        """Stage ``writes`` now; make them durable after ``commands``; then ack ``event``."""
+        """Stage ``writes`` now; make them durable after ``commands``; then ack ``event``.
+
+        An event that carries several inputs (a batch record) has one write per input,
+        each staged at once so the next input reads it: all but the last with
+        ``last=False`` (or end with ``skip``), so the event is acked once, after all."""
         staged_id = self._store.stage(writes)
-        await self._put(_Entry(event, writes, staged_id, commands))
+        await self._put(_Entry(event, writes, staged_id, commands, last))
 
     async def skip(self, event: faust.EventT[bytes]) -> None:
-        """Ack ``event`` (nothing to write) once every earlier event is durable."""
-        await self._put(_Entry(event, (), 0, ()))
+        """Ack ``event`` (nothing more to write) once every earlier write is durable."""
+        await self._put(_Entry(event, (), 0, (), True))
 
     async def _put(self, entry: _Entry) -> None:
         if self._task is not None and self._task.done():
@@ -228,7 +238,8 @@ class OrderedWriter:
                 offset,
             )
         for entry in group.entries:
-            await self._stream.ack(entry.event)
+            if entry.last:
+                await self._stream.ack(entry.event)
         return len(group.entries)
 
 
