@@ -30,8 +30,9 @@ key under the *current* event's partition.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -42,11 +43,16 @@ import structlog
 
 from processors.dedupe import SeenLookup
 from processors.generations import generation_topics
-from processors.hops import BadItem, decode_batch
+from processors.hops import BadItem, Batches, decode_batch
 from processors.keys import dedupe_entry
 from processors.metrics import ProcessorMetrics
-from processors.runtime.batcher import HopBatcher
-from processors.runtime.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
+from processors.runtime.batcher import Hop, HopBatcher
+from processors.runtime.offsets import (
+    CommittedOffsets,
+    OffsetGuard,
+    end_offset,
+    keep_every_fetched_record,
+)
 from processors.runtime.produce import DirectTopic
 from processors.runtime.produce import changelog as changelog_of
 from processors.runtime.store import ParsedCache, TableStore
@@ -112,18 +118,41 @@ def _value_type(event: faust.EventT[bytes]) -> str | None:
 def _behind(app: faust.App, event: faust.EventT[bytes]) -> bool:
     """Whether the broker holds later records of ``event``'s partition (a backlog)."""
     message = event.message
-    end: int | None = app.consumer.highwater(message.tp)
+    end = end_offset(app.consumer, message.tp)
     return end is not None and end > message.offset + 1
+
+
+class KeyPartition:
+    """The partition a keyed record of ``topic`` gets (the producer's default
+    partitioner over the topic's partitions as the consumer's metadata has them)."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self._consumer = app.consumer
+        self._topic = topic
+
+    def __call__(self, key: bytes) -> int:
+        partition: int | None = self._consumer.key_partition(self._topic, key)
+        if partition is None:
+            raise RuntimeError(f"no metadata for {self._topic}: a key has no partition yet")
+        return partition
+
+    async def known(self, timeout_s: float = 60.0) -> None:
+        """Wait until the consumer's metadata has the topic (it subscribes to it)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._consumer.key_partition(self._topic, b"") is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"no metadata for {self._topic} after {timeout_s:.0f} s")
+            await asyncio.sleep(0.1)
 
 
 Input = CanonicalEvent | ManualAction | BadItem
 
 
-def _inputs(event: faust.EventT[bytes]) -> list[Input]:
+def decode_inputs(event: faust.EventT[bytes]) -> Sequence[Input]:
     """What a hop record carries: a batch of events, one manual action, or one event."""
     value, kind = event.message.value or b"", _value_type(event)
     if kind == EVENT_BATCH_VALUE_TYPE:
-        return list(decode_batch(value))
+        return decode_batch(value)
     model = ManualAction if kind == MANUAL_ACTION_VALUE_TYPE else CanonicalEvent
     try:
         return [model.model_validate_json(value)]
@@ -187,6 +216,11 @@ def register_agents(
     # What the agents write, sent straight to the producer (processors/runtime/produce.py).
     dlq, suppression = direct(topo.dlq), direct(topo.suppression)
     email_events, message_events = direct(topo.email_events), direct(topo.message_events)
+    by_address = KeyPartition(app, email_events.name)
+    by_message = KeyPartition(app, message_events.name)
+    max_batch = settings.hop_batch_max_bytes
+    to_addresses = Hop(email_events, Batches(by_address, max_batch))
+    to_messages = Hop(message_events, Batches(by_message, max_batch))
 
     def guard(name: str) -> OffsetGuard:
         # Called as each agent starts, before the consumer's fetch loop runs.
@@ -243,18 +277,20 @@ def register_agents(
             return
         if result.manual is not None:
             manual = result.manual
+            key = manual.address.encode()
             await out.flush()  # the address's earlier events go first
             await email_events.send(
-                key=manual.address.encode(),
+                key=key,
                 value=manual.model_dump_json().encode(),
+                partition=by_address(key),
                 headers=_MANUAL_ACTION_HEADERS,
             )
             metrics.normalised.labels(result.provider).inc()
         for ce in result.canonical:
             value = ce.model_dump_json().encode()
-            out.add(0, ce.recipient.encode(), value)
+            out.add(to_addresses, ce.recipient.encode(), value)
             if ce.message_id:
-                out.add(1, ce.message_id.encode(), value)
+                out.add(to_messages, ce.message_id.encode(), value)
         metrics.normalised.labels(result.provider).inc(len(result.canonical))
 
     @app.agent(topo.raw, name="normaliser")
@@ -263,13 +299,14 @@ def register_agents(
         # producer (which Faust flushes before it commits), and only for records the
         # offset guard admitted.
         manual_acks = cast(faust.Stream[bytes], stream).noack()
+        for partition_of in (by_address, by_message):
+            await partition_of.known()
         batcher = HopBatcher(
             app,
-            [email_events, message_events],
-            settings.topics.partitions,
+            [to_addresses, to_messages],
             manual_acks.ack,
             linger_s=settings.hop_batch_linger_s,
-            max_events=settings.hop_batch_max_records,
+            max_records=settings.hop_batch_max_records,
             max_bytes=settings.hop_batch_max_bytes,
         )
         async with guard("normaliser") as offsets, batcher as out:
@@ -344,7 +381,7 @@ def register_agents(
         async with OrderedWriter(app, store, changelog, stream, guard("addresses")) as writer:
             async for event in writer.events():
                 partition = event.message.partition
-                for item in _inputs(event):
+                for item in decode_inputs(event):
                     if isinstance(item, BadItem):
                         part = dlq_part(event, None, item)
                         await send_to_dlq(event, "addresses", item.reason, item.error, part)
@@ -385,7 +422,7 @@ def register_agents(
         async with OrderedWriter(app, store, changelog, stream, guard("messages")) as writer:
             async for event in writer.events():
                 partition = event.message.partition
-                for item in _inputs(event):
+                for item in decode_inputs(event):
                     if isinstance(item, ManualAction):  # they concern addresses, not messages
                         continue
                     if isinstance(item, BadItem):
@@ -408,8 +445,9 @@ def register_agents(
 def dlq_part(
     event: faust.EventT[bytes], key: bytes | None, item: Input
 ) -> tuple[bytes | None, bytes] | None:
-    """What goes to the DLQ for one failed input of ``event``: from a batch, that input
-    alone (key, body); from a record of one input, None: the record, headers and all."""
+    """The ``item`` argument of ``send_to_dlq`` for one failed input of ``event``: from a
+    batch, that input alone (key, body); from a record of one input, None, which sends
+    the record itself, headers and all."""
     if _value_type(event) != EVENT_BATCH_VALUE_TYPE:
         return None
     body = item.body if isinstance(item, BadItem) else item.model_dump_json().encode()

@@ -3,11 +3,13 @@
 ``HopBatcher`` holds the canonical events of the raw records the normaliser took, per hop
 partition (processors/hops.py), and sends them as batch records as soon as the raw
 partition has no later record on the broker (a worker that keeps up sends each raw
-record's events at once), and under a backlog when ``max_events`` raw records or
-``max_bytes`` of events are pending, and at the latest ``linger_s`` after the last send. A raw record is acked only after its events were handed to the
-producer (which Faust flushes before it commits), and acks go out in offset order: Faust's
-commit steps over a one-record hole in the acks (processors/runtime/offsets.py), so a
-record acked ahead of an unsent one could commit that one away.
+record's events at once), and under a backlog when ``max_records`` raw records or
+``max_bytes`` of events are pending, and in any case within ``linger_s``.
+
+A raw record is acked only after its events were handed to the producer (which Faust
+flushes before it commits), and acks go out in offset order: Faust's commit steps over a
+one-record hole in the acks (processors/runtime/offsets.py), so a record acked ahead of
+an unsent one could commit that one away.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import faust
 import structlog
@@ -28,26 +31,32 @@ log = structlog.get_logger("processors")
 BATCH_HEADERS = [(VALUE_TYPE_HEADER, EVENT_BATCH_VALUE_TYPE.encode())]
 
 
+@dataclass
+class Hop:
+    """One hop topic and the events waiting for it."""
+
+    topic: DirectTopic
+    batches: Batches
+
+
 class HopBatcher:
     """Batched sends to the hop topics; use one per normaliser, inside its coroutine."""
 
     def __init__(
         self,
         app: faust.App,
-        hops: Sequence[DirectTopic],
-        partitions: int,
+        hops: Sequence[Hop],
         ack: Callable[[faust.EventT[bytes]], Awaitable[object]],
         linger_s: float,
-        max_events: int,
+        max_records: int,
         max_bytes: int,
     ) -> None:
         self._app = app
         self._hops = list(hops)
-        self._batches = [Batches(partitions) for _ in hops]
         self._ack = ack
         self._linger_s = linger_s
-        self._max_events = max_events
-        self._max_bytes = max_bytes
+        self._max_records = max_records
+        self._max_bytes = max_bytes  # of events pending for all hops together
         self._unacked: list[faust.EventT[bytes]] = []
         # Serialises sends: two flushes interleaving their partitions would reorder one.
         self._sending = asyncio.Lock()
@@ -64,41 +73,42 @@ class HopBatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._timer
 
-    def add(self, hop: int, key: bytes, event: bytes) -> None:
-        """Queue one serialised canonical event for hop ``hop`` (index in ``hops``)."""
-        self._batches[hop].add(key, event)
+    def add(self, hop: Hop, key: bytes, event: bytes) -> None:
+        """Queue one serialised canonical event for ``hop``, in the partition of ``key``."""
+        hop.batches.add(key, event)
 
     async def done(self, event: faust.EventT[bytes], more_waiting: bool) -> None:
         """``event``'s events are all added: ack it once they are sent. Unless
-        ``more_waiting`` (records the stream already holds), send now."""
+        ``more_waiting`` (later records of its partition are on the broker), send now."""
         self._unacked.append(event)
-        full = len(self._unacked) >= self._max_events
-        if not more_waiting or full or sum(b.size for b in self._batches) >= self._max_bytes:
+        full = len(self._unacked) >= self._max_records
+        if not more_waiting or full or sum(h.batches.size for h in self._hops) >= self._max_bytes:
             await self.flush()
 
     async def flush(self) -> None:
-        """Send everything pending, then ack the raw records it came from, in order."""
+        """Send everything pending, then ack the raw records it came from, in order.
+
+        A send the producer refuses stops the worker (whoever called): what is pending
+        can no longer go out in order, and the records it would ack are read again after
+        a restart."""
         async with self._sending:
             unacked, self._unacked = self._unacked, []
-            for hop, batches in zip(self._hops, self._batches, strict=True):
-                for partition, value in batches.take():
-                    await hop.send(
-                        key=None, value=value, partition=partition, headers=BATCH_HEADERS
-                    )
+            try:
+                for hop in self._hops:
+                    for partition, value in hop.batches.take():
+                        await hop.topic.send(
+                            key=None, value=value, partition=partition, headers=BATCH_HEADERS
+                        )
+            except Exception as exc:
+                log.exception("hop_send_failed")
+                await self._app.crash(exc)
+                raise
             for event in unacked:
                 await self._ack(event)
 
     async def _flush_periodically(self) -> None:
-        try:
-            while True:
-                await asyncio.sleep(self._linger_s)
-                if self._unacked:
-                    await self.flush()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # The producer refused a record: what is pending can no longer go out in
-            # order, so the worker stops; its unacked records are read again on restart.
-            log.exception("hop_send_failed")
-            await self._app.crash(exc)
-            raise
+        # Ticks on its own: what waits is sent within one tick, whatever the sends between.
+        while True:
+            await asyncio.sleep(self._linger_s)
+            if self._unacked:
+                await self.flush()

@@ -110,7 +110,7 @@ class OrderedWriter:
         async with OrderedWriter(app, store, changelog, stream, guard) as writer:
             async for event in writer.events():
                 ...
-                await writer.write(event, writes, command_acks)
+                await writer.write(event, writes, command_acks, last=True)
     """
 
     def __init__(
@@ -162,13 +162,14 @@ class OrderedWriter:
         writes: Sequence[Write],
         commands: Sequence[Ack] = (),
         *,
-        last: bool = True,
+        last: bool,
     ) -> None:
-        """Stage ``writes`` now; make them durable after ``commands``; then ack ``event``.
+        """Stage ``writes`` now; make them durable after ``commands``; then, if ``last``,
+        ack ``event``.
 
         An event that carries several inputs (a batch record) has one write per input,
-        each staged at once so the next input reads it: all but the last with
-        ``last=False`` (or end with ``skip``), so the event is acked once, after all."""
+        each staged at once so the next input reads it, all with ``last=False``, then a
+        ``skip``: the event is acked once, after all of them are durable."""
         staged_id = self._store.stage(writes)
         await self._put(_Entry(event, writes, staged_id, commands, last))
 

@@ -8,7 +8,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from schemas.commands import EVENT_BATCH_VALUE_TYPE, VALUE_TYPE_HEADER
 
 T = TypeVar("T")
 
@@ -187,3 +190,16 @@ def latest_by_key(records: Sequence[ConsumerRecord[bytes, bytes]]) -> dict[bytes
         elif r.key is not None:
             latest.pop(r.key, None)
     return latest
+
+
+def hop_events(records: list[Any]) -> list[dict[str, Any]]:
+    """The canonical events in ``email.events`` or ``message.events`` records, in order:
+    each batch record's events, and the records of one event (manual actions left out)."""
+    events: list[dict[str, Any]] = []
+    for record in records:
+        kind = dict(record.headers or []).get(VALUE_TYPE_HEADER)
+        if kind == EVENT_BATCH_VALUE_TYPE.encode():
+            events.extend(orjson.loads(record.value))
+        elif kind is None:
+            events.append(orjson.loads(record.value))
+    return events

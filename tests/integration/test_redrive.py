@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 
 from schemas.raw import H_REDRIVEN_FROM
-from tests.integration.helpers import eventually, produce, read_all, wait_committed
+from tests.integration.helpers import eventually, hop_events, produce, read_all, wait_committed
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import running_ingest
 
@@ -100,7 +100,7 @@ async def test_redrive_after_mapper_fix_applies_once(kafka_bootstrap: str, tmp_p
     assert [*original.headers, (H_REDRIVEN_FROM, f"{p.topic('webhooks.dlq')}:0:0".encode())] == [
         *copy.headers
     ]
-    events = [orjson.loads(r.value) for r in await read_all(p.bootstrap, p.topic("email.events"))]
+    events = hop_events(await read_all(p.bootstrap, p.topic("email.events")))
     complaints = [e for e in events if e["type"] == "complained"]
     assert complaints
     assert {e["processing_status"] for e in complaints} == {"redriven"}

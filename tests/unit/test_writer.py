@@ -127,7 +127,7 @@ def future() -> asyncio.Future[None]:
 async def test_ack_waits_for_the_command_then_for_the_changelog_record(tmp_path: Path) -> None:
     async with rig(tmp_path) as r:
         command = future()
-        await r.writer.write(event(7, partition=2), [(b"a@x", b"state")], [command])
+        await r.writer.write(event(7, partition=2), [(b"a@x", b"state")], [command], last=True)
         await settle()
         assert r.store.get(2, b"a@x") == b"state"  # the next event reads it at once
         assert r.table.durable(2) == {}  # but RocksDB does not have it
@@ -152,7 +152,7 @@ async def test_rocksdb_gets_the_writes_and_the_changelog_offset_once_acknowledge
     async with rig(tmp_path) as r:
         r.table.put(0, b"\x00a@x\x00b\x00gone", b"1")
         writes = [(b"\x00a@x\x00b\x00gone", None), (b"a@x", b"s1"), (b"\x00a@x\x00b\x00k", b"1")]
-        await r.writer.write(event(1), writes)
+        await r.writer.write(event(1), writes, last=True)
         await settle()
         assert r.changelog.sent == [(k, v, 0) for k, v in writes]  # a delete is a tombstone
         assert r.table.durable(0) == {b"\x00a@x\x00b\x00gone": b"1"}
@@ -171,7 +171,7 @@ async def test_an_event_with_several_writes_is_acked_only_when_all_are_acknowled
 ) -> None:
     async with rig(tmp_path) as r:
         writes = [(b"\x01all\x00a@x", b"{}"), (b"a@x", b"s1"), (b"\x00a@x\x00b\x00k", b"1")]
-        await r.writer.write(event(5), writes)
+        await r.writer.write(event(5), writes, last=True)
         await settle()
         r.changelog.ack(2, 0)  # the last and the first, out of order
         await settle()
@@ -188,9 +188,9 @@ async def test_events_are_acked_in_order_even_when_a_later_one_has_nothing_to_wr
     tmp_path: Path,
 ) -> None:
     async with rig(tmp_path) as r:
-        await r.writer.write(event(1), [(b"a@x", b"s1")])
+        await r.writer.write(event(1), [(b"a@x", b"s1")], last=True)
         await r.writer.skip(event(2))  # a duplicate: nothing to write
-        await r.writer.write(event(3), [(b"b@x", b"s3")])
+        await r.writer.write(event(3), [(b"b@x", b"s3")], last=True)
         await settle()
         assert r.stream.acked == []
 
@@ -209,8 +209,8 @@ async def test_events_are_acked_in_order_even_when_a_later_one_has_nothing_to_wr
 async def test_changelog_records_keep_event_order_behind_a_slow_command(tmp_path: Path) -> None:
     async with rig(tmp_path) as r:
         command = future()
-        await r.writer.write(event(1), [(b"a@x", b"suppressed")], [command])
-        await r.writer.write(event(2), [(b"a@x", b"suppressed+opened")])
+        await r.writer.write(event(1), [(b"a@x", b"suppressed")], [command], last=True)
+        await r.writer.write(event(2), [(b"a@x", b"suppressed+opened")], last=True)
         await settle()
         assert r.changelog.sent == []
         assert r.store.get(0, b"a@x") == b"suppressed+opened"
@@ -230,9 +230,9 @@ async def test_a_group_keeps_each_key_where_it_was_first_written(tmp_path: Path)
     async with rig(tmp_path) as r:
         command = future()
         state, entry = b"a@x", b"\x00a@x\x000000000001\x00k"
-        await r.writer.write(event(1), [(state, b"s1"), (entry + b"1", b"1")], [command])
-        await r.writer.write(event(2), [(b"\x01all\x00a@x", b"{}"), (state, b"s2")])
-        await r.writer.write(event(3), [(state, b"s3"), (entry + b"3", b"1")])
+        await r.writer.write(event(1), [(state, b"s1"), (entry + b"1", b"1")], [command], last=True)
+        await r.writer.write(event(2), [(b"\x01all\x00a@x", b"{}"), (state, b"s2")], last=True)
+        await r.writer.write(event(3), [(state, b"s3"), (entry + b"3", b"1")], last=True)
         command.set_result(None)
         await settle()
         # The state record stays before the dedupe entries of every event it includes.
@@ -250,7 +250,7 @@ async def test_a_failed_command_writes_no_changelog_acks_nothing_and_crashes_the
 ) -> None:
     async with rig(tmp_path) as r:
         command = future()
-        await r.writer.write(event(1), [(b"a@x", b"state")], [command])
+        await r.writer.write(event(1), [(b"a@x", b"state")], [command], last=True)
         command.set_exception(ConnectionError("broker gone"))
         await settle()
         assert r.changelog.sent == []
@@ -265,7 +265,7 @@ async def test_a_failed_changelog_record_persists_nothing_and_crashes_the_worker
     tmp_path: Path,
 ) -> None:
     async with rig(tmp_path) as r:
-        await r.writer.write(event(1), [(b"a@x", b"s1"), (b"\x00a@x\x00b\x00k", b"1")])
+        await r.writer.write(event(1), [(b"a@x", b"s1"), (b"\x00a@x\x00b\x00k", b"1")], last=True)
         await settle()
         r.changelog.ack(0)
         r.changelog.acks[1].set_exception(ConnectionError("broker gone"))
@@ -279,7 +279,8 @@ async def test_a_failed_changelog_record_persists_nothing_and_crashes_the_worker
 async def test_back_pressure_bounds_what_is_in_flight(tmp_path: Path) -> None:
     async with rig(tmp_path, max_pending=2) as r:
         writes = [
-            asyncio.create_task(r.writer.write(event(n), [(b"a@x", b"s%d" % n)])) for n in range(5)
+            asyncio.create_task(r.writer.write(event(n), [(b"a@x", b"s%d" % n)], last=True))
+            for n in range(5)
         ]
         await settle()
         # Two events in flight (one group, one record for their key), none acknowledged,
@@ -294,3 +295,26 @@ async def test_back_pressure_bounds_what_is_in_flight(tmp_path: Path) -> None:
         assert r.stream.acked == [0, 1, 2, 3, 4]
         assert r.table.durable(0) == {b"a@x": b"s4"}
         assert r.table.persisted_offset(0) == r.changelog.offsets[-1]
+
+
+async def test_a_record_of_several_inputs_is_acked_once_after_all_of_them(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as r:
+        batch = event(4)
+        command = future()
+        await r.writer.write(batch, [(b"a@x", b"a1")], last=False)
+        await r.writer.write(batch, [(b"a@x", b"a2"), (b"b@x", b"b1")], [command], last=False)
+        assert r.store.get(0, b"a@x") == b"a2"  # each input reads the one before it
+        await r.writer.skip(batch)
+        await settle()
+        assert r.changelog.sent == []  # the second input's command is pending
+        command.set_result(None)
+        await settle()
+        assert r.changelog.sent == [(b"a@x", b"a2", 0), (b"b@x", b"b1", 0)]  # one per key
+        assert r.stream.acked == []
+        r.changelog.ack_all()
+        await settle()
+        assert r.stream.acked == [4]  # once
+        assert r.table.durable(0) == {b"a@x": b"a2", b"b@x": b"b1"}
+        assert r.store.staged == 0
