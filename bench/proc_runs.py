@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager as ContextManager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,23 +224,33 @@ async def timed_run(
     timeout: float,
     while_up: Callable[[RunResult], Awaitable[None]] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    workers: int = 1,
 ) -> RunResult:
     """Start the pipeline, wait until it committed everything, stop it, count its output.
 
     ``extra_env`` is added to the process's environment (e.g. a topic name of its own).
+    ``workers`` Faust workers of one group (each its own web port and data dir) share the
+    work; their CPU is reported as ``worker`` (all of them) and ``worker<n>`` (each).
     """
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     log = workdir / f"{names.tag}.log"
-    env = (
-        faust_env(names, broker.bootstrap, workdir / "data")
-        if names.kind == "faust"
-        else {"MAILPULSE_CONFIG": CONFIG}
-    )
-    env.update(extra_env or {})
+    assert workers == 1 or names.kind == "faust", "only Faust runs several workers"
+    envs = []
+    for n in range(workers):
+        env = (
+            faust_env(names, broker.bootstrap, workdir / f"data{n or ''}")
+            if names.kind == "faust"
+            else {"MAILPULSE_CONFIG": CONFIG}
+        )
+        envs.append({**env, **(extra_env or {})})
     await broker.create(names.created, PARTITIONS)
     started = time.monotonic()
-    with process(command(names, broker.bootstrap), env, log) as proc:
-        pids = {"worker": proc.pid} | ({"broker": broker_pid} if broker_pid else {})
+    with ExitStack() as stack:
+        procs = [
+            stack.enter_context(process(command(names, broker.bootstrap), env, log)) for env in envs
+        ]
+        pids = {f"worker{n + 1}": proc.pid for n, proc in enumerate(procs)}
+        pids |= {"broker": broker_pid} if broker_pid else {}
         try:
             progress = await watch(
                 broker,
@@ -248,13 +259,17 @@ async def timed_run(
                 outputs=names.outputs,
                 expected_raw=events,
                 pids=pids,
-                alive=lambda: proc.poll() is None,
+                alive=lambda: all(proc.poll() is None for proc in procs),
                 started=started,
                 timeout=timeout,
             )
         except (TimeoutError, RuntimeError) as exc:
             tail = log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{exc}; its log ends:\n{tail}") from exc
+        for point in {k.split(".", 1)[0] for k in progress.cpu}:
+            for part in ("", ".sys"):
+                each = [progress.cpu[f"{point}.worker{n + 1}{part}"] for n in range(workers)]
+                progress.cpu[f"{point}.worker{part}"] = sum(each)
         result = RunResult(names, events, progress, log=log)
         # Counted while the (idle, caught-up) process still runs, before ``while_up`` adds
         # records of its own.

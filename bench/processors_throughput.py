@@ -2,19 +2,21 @@
 
 ``python -m bench.processors_throughput [--events N] [--quix]`` preloads a raw topic (6
 partitions, unique prefix) with N seeded NexusProMail webhooks, then runs, interleaved, the
-plain loop (B) and one Faust worker (A): B, A, B, A; with ``--quix`` also the Quix Streams
-peer (C, ``bench/proc_quix.py``): B, A, C, B, A, C. Each run reads the same raw topic with its
-own consumer group and output topics and is timed from outside: from process start, and
-from its first output record to its last, until its group committed every input topic to
-its end offsets. Then event-to-command latency on the last (caught-up) Faust worker at
-half the measured Faust rate, a short cProfile of a worker, and its section of
-``BENCHMARKS.md``. Needs the local broker (reused if running).
+pure step on the same records in this process (P, ``bench/proc_pure.py``: no Kafka), the
+plain loop (B) and one Faust worker (A): P, B, A, P, B, A; with ``--quix`` also the Quix
+Streams peer (C, ``bench/proc_quix.py``) after each A. Each pipeline run reads the same
+raw topic with its own consumer group and output topics and is timed from outside: from
+process start, and from its first output record to its last, until its group committed
+every input topic to its end offsets. Then event-to-command latency on the last
+(caught-up) Faust worker at half the measured Faust rate, a short cProfile of a worker,
+and its section of ``BENCHMARKS.md``. Needs the local broker (reused if running).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -28,9 +30,11 @@ from bench import proc_report
 from bench.proc_kafka import Broker
 from bench.proc_latency import Latency, measure
 from bench.proc_profile import ProfileRun, profile_worker
-from bench.proc_runs import PARTITIONS, Names, RunResult, quix_internal_prefixes, timed_run
+from bench.proc_pure import PureRun, run_pure
+from bench.proc_runs import CONFIG, PARTITIONS, Names, RunResult, quix_internal_prefixes, timed_run
 from bench.proc_workload import expected, generate, preload
 from localkafka.broker import Broker as LocalKafka
+from processors.settings import load_settings
 
 RESULTS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
@@ -45,6 +49,7 @@ class Bench:
     input: dict[str, int] = field(default_factory=dict)
     preload_s: float = 0.0
     runs: list[RunResult] = field(default_factory=list)
+    pure: list[PureRun] = field(default_factory=list)
     latency: Latency | None = None
     profile: ProfileRun | None = None
     began: float = field(default_factory=time.monotonic)
@@ -105,10 +110,11 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, bench: Bench, workdir
             began = time.monotonic()
             await preload(bootstrap, raw, records)
             bench.preload_s = time.monotonic() - began
-            del records
             log(f"preloaded {bench.input} into {raw} in {bench.preload_s:.1f}s")
+            os.environ["MAILPULSE_CONFIG"] = CONFIG  # the policy the pipelines apply
+            settings = load_settings()
 
-            kinds = ["plain", "faust", *(["quix"] if args.quix else [])]
+            kinds = ["pure", "plain", "faust", *(["quix"] if args.quix else [])]
             order = kinds * args.reps
             last_faust = len(order) - 1 - order[::-1].index("faust") if order else -1
 
@@ -126,7 +132,16 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, bench: Bench, workdir
                 )
 
             for i, kind in enumerate(order):
-                names = run_names(kind, base, raw, rep=i // len(kinds) + 1)
+                rep = i // len(kinds) + 1
+                if kind == "pure":
+                    pure = await asyncio.to_thread(run_pure, f"p{rep}", records, settings)
+                    bench.pure.append(pure)
+                    log(
+                        f"pure {pure.tag}: {pure.rate:,.0f} raw/s over {pure.seconds:.1f}s, "
+                        f"CPU {pure.cpu / pure.events * 1e6:.0f} µs/event"
+                    )
+                    continue
+                names = run_names(kind, base, raw, rep=rep)
                 up = latency if i == last_faust and args.latency_seconds > 0 else None
                 result = await timed_run(
                     broker,
