@@ -205,8 +205,8 @@ def render(bench: Bench, kafka: LocalKafka) -> str:
         "",
         "Method: each pipeline run is its own process reading the same raw topic with its "
         "own consumer group and output topics, interleaved "
-        f"{'pure, ' if pure_method else ''}plain, Faust{', Quix' if quix_method else ''}, "
-        f"{'pure, ' if pure_method else ''}plain, Faust{', Quix' if quix_method else ''}. "
+        f"{'pure, ' if pure_method else ''}plain, {'Quix, ' if quix_method else ''}Faust, "
+        f"{'pure, ' if pure_method else ''}plain, {'Quix, ' if quix_method else ''}Faust. "
         "**Faust (A)**: `python -m processors worker` as shipped (RocksDB, normaliser → "
         "email.events/message.events → address and message agents, command ack before the "
         "changelog write, an event acked once its changelog record is). **Plain loop (B)**: "
@@ -227,7 +227,7 @@ def render(bench: Bench, kafka: LocalKafka) -> str:
         f"| Faust >= {THROUGHPUT_TARGET}x the plain loop's events/s | **{ratio:.2f}x** "
         f"(per pair {', '.join(f'{x:.2f}' for x in ratios)}) | "
         f"{_verdict(ratio >= THROUGHPUT_TARGET)} |",
-        f"| event-to-command p99 <= {LATENCY_TARGET_S:.0f} s at half the Faust rate | "
+        f"| event-to-command p99 <= {_ms(LATENCY_TARGET_S)} ms at half the Faust rate | "
         f"**{_ms(p99)} ms**{' (commands missing!)' if lost else ''} | "
         f"{_verdict(not math.isnan(p99) and p99 <= LATENCY_TARGET_S and not lost)} |",
         *quix_target,

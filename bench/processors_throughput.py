@@ -4,7 +4,7 @@
 partitions, unique prefix) with N seeded NexusProMail webhooks, then runs, interleaved, the
 pure step on the same records in this process (P, ``bench/proc_pure.py``: no Kafka), the
 plain loop (B) and one Faust worker (A): P, B, A, P, B, A; with ``--quix`` also the Quix
-Streams peer (C, ``bench/proc_quix.py``) after each A. Each pipeline run reads the same
+Streams peer (C, ``bench/proc_quix.py``) before each A. Each pipeline run reads the same
 raw topic with its own consumer group and output topics and is timed from outside: from
 process start, and from its first output record to its last, until its group committed
 every input topic to its end offsets. Then event-to-command latency on the last
@@ -114,7 +114,9 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, bench: Bench, workdir
             os.environ["MAILPULSE_CONFIG"] = CONFIG  # the policy the pipelines apply
             settings = load_settings()
 
-            kinds = ["pure", "plain", "faust", *(["quix"] if args.quix else [])]
+            # Faust last in each round: the latency measurement appends records to the
+            # shared raw topic while the last Faust run is up, and no run may follow it.
+            kinds = ["pure", "plain", *(["quix"] if args.quix else []), "faust"]
             order = kinds * args.reps
             last_faust = len(order) - 1 - order[::-1].index("faust") if order else -1
 
