@@ -147,16 +147,9 @@ async def _check(cluster: Cluster, p: Pipeline, load: Load) -> None:
 
 
 @pytest.mark.timeout(420)
-async def test_kill_9_of_a_partition_leader_loses_no_acknowledged_webhook(
-    kafka_cluster: Cluster, tmp_path: Path
+@pytest.mark.parametrize("fault", ["kill", "stop"], ids=["kill_9_of_a_leader", "stop_of_a_leader"])
+async def test_a_lost_partition_leader_loses_no_acknowledged_webhook(
+    kafka_cluster: Cluster, tmp_path: Path, fault: str
 ) -> None:
-    p, load, _ = await _fault_under_load(kafka_cluster, tmp_path, "kill")
-    await _check(kafka_cluster, p, load)
-
-
-@pytest.mark.timeout(420)
-async def test_a_stopped_broker_loses_no_acknowledged_webhook(
-    kafka_cluster: Cluster, tmp_path: Path
-) -> None:
-    p, load, _ = await _fault_under_load(kafka_cluster, tmp_path, "stop")
+    p, load, _ = await _fault_under_load(kafka_cluster, tmp_path, fault)
     await _check(kafka_cluster, p, load)
