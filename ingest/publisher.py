@@ -99,7 +99,9 @@ class KafkaPublisher:
 
     def topic_spec(self) -> TopicSpec:
         s = self._settings
-        return TopicSpec(self._topic, s.raw_partitions, s.replication_factor, RAW_CONFIG)
+        return TopicSpec(
+            self._topic, s.raw_partitions, s.replication_factor, RAW_CONFIG, s.min_insync_replicas
+        )
 
     async def append(self, record: RawWebhook, key: bytes) -> tuple[int, int]:
         """Append and wait for acks=all; returns (partition, offset) of the durable record."""

@@ -44,6 +44,9 @@ class KafkaSettings(BaseModel):
     raw_topic: str = "webhooks.raw"
     raw_partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    # min.insync.replicas of the raw topic when ingest creates it (None: the broker's
+    # default). With acks=all an append is durable on at least this many replicas.
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     # How long an append may wait for acks=all before the request is answered 503.
     append_timeout_s: float = Field(default=5.0, gt=0)
     # Appends waiting for the broker at once; past it requests get 503 immediately.

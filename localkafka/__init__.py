@@ -4,6 +4,6 @@ No Docker engine is needed: Maven copies the broker's jars into a cache, the sto
 formatted once for a single KRaft node, and the broker runs as a plain ``java`` process.
 """
 
-from localkafka.broker import Broker, BrokerConfig, BrokerError
+from localkafka.broker import Broker, BrokerConfig, BrokerError, Cluster
 
-__all__ = ["Broker", "BrokerConfig", "BrokerError"]
+__all__ = ["Broker", "BrokerConfig", "BrokerError", "Cluster"]

@@ -1,4 +1,4 @@
-"""Fetch, format, start and stop one KRaft Kafka broker on 127.0.0.1.
+"""Fetch, format, start and stop KRaft Kafka on 127.0.0.1: one broker, or a cluster of three.
 
 Layout (all gitignored, relative to the working directory unless overridden):
 
@@ -6,6 +6,8 @@ Layout (all gitignored, relative to the working directory unless overridden):
   A ``.complete`` marker makes later runs skip Maven entirely.
 * ``var/kafka/<version>/`` — ``server.properties``, the KRaft log dirs (``data/``), the
   broker's pid file and its log (``broker.log``).
+* ``var/kafka/<version>/cluster/node<n>/`` — the same for node ``n`` of the cluster
+  (``Cluster``: three nodes, each broker and controller, replication factor 3, min ISR 2).
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ class BrokerConfig:
         default_factory=lambda: int(os.environ.get("MAILPULSE_KAFKA_CONTROLLER_PORT", "9093"))
     )
     heap: str = "1g"
+    # One node of a cluster: its id, every voter's (id, controller port), the replication
+    # factor of internal and default topics and their min ISR. The defaults: one broker.
+    node_id: int = 1
+    voters: tuple[tuple[int, int], ...] = ()
+    replication: int = 1
+    min_isr: int = 1
+    node_dir: str = ""  # under the version's state dir; "" for the single broker
 
     @property
     def jars_dir(self) -> Path:
@@ -80,7 +89,8 @@ class BrokerConfig:
 
     @property
     def state_dir(self) -> Path:
-        return self.state_root / self.version
+        base = self.state_root / self.version
+        return base / self.node_dir if self.node_dir else base
 
     @property
     def bootstrap(self) -> str:
@@ -194,10 +204,19 @@ class Broker:
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the broker unless ours runs already; return once a client round trip works."""
+        proc = self.launch()
+        if proc is not None:
+            self.wait_ready(proc, timeout)
+
+    def launch(self) -> subprocess.Popen[bytes] | None:
+        """Start the broker's process without waiting for it (None: ours runs and answers).
+
+        A node of a cluster cannot answer before a majority of the controllers runs, so a
+        cluster launches every node first and then waits for each (``wait_ready``)."""
         pid = self.running_pid()
         if pid is not None:
             if self.is_ready():
-                return
+                return None
             # Our process, alive but not answering: a hung earlier run. Replace it.
             self.stop()
         elif _port_open(self.config.host, self.config.port):
@@ -230,6 +249,10 @@ class Broker:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
+        return proc
+
+    def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """Return once the launched broker answers; stop it and raise if it does not."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -300,12 +323,21 @@ class Broker:
         except FileNotFoundError:
             return "(no broker log yet)"
 
+    def signal(self, sig: signal.Signals) -> bool:
+        """Send ``sig`` to our broker (SIGKILL, SIGSTOP, SIGCONT); True if one was running."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        _signal(pid, sig)
+        return True
+
     def _server_properties(self) -> str:
         c = self.config
+        voters = c.voters or ((c.node_id, c.controller_port),)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{c.host}:{c.controller_port}",
+            "node.id": str(c.node_id),
+            "controller.quorum.voters": ",".join(f"{n}@{c.host}:{port}" for n, port in voters),
             "listeners": f"PLAINTEXT://{c.host}:{c.port},CONTROLLER://{c.host}:{c.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{c.host}:{c.port}",
             "controller.listener.names": "CONTROLLER",
@@ -313,15 +345,120 @@ class Broker:
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": str(c.replication),
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(c.replication),
+            "transaction.state.log.min.isr": str(c.min_isr),
+            "default.replication.factor": str(c.replication),
+            "min.insync.replicas": str(c.min_isr),
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
             "log.cleaner.backoff.ms": "5000",
         }
         return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+CLUSTER_SIZE = 3
+CLUSTER_MIN_ISR = 2
+
+
+class Cluster:
+    """Three KRaft nodes on loopback, each broker and controller, beside the single broker.
+
+    Node ``n`` (1-3) listens on ``base_port + 2 (n - 1)`` for clients and the next port
+    for the controllers (defaults 9192/9193, 9194/9195, 9196/9197; the single broker
+    keeps 9092/9093, so both can run at once). Internal and default topics get
+    replication factor 3 and ``min.insync.replicas`` 2: an ``acks=all`` write survives the
+    loss of any one node, and is refused while two are down.
+    """
+
+    def __init__(self, base_port: int | None = None, version: str | None = None) -> None:
+        base = base_port or int(os.environ.get("MAILPULSE_KAFKA_CLUSTER_PORT", "9192"))
+        ports = [(base + 2 * i, base + 2 * i + 1) for i in range(CLUSTER_SIZE)]
+        voters = tuple((n + 1, controller) for n, (_, controller) in enumerate(ports))
+        common = BrokerConfig() if version is None else BrokerConfig(version=version)
+        self.nodes = [
+            Broker(
+                BrokerConfig(
+                    version=common.version,
+                    cache_dir=common.cache_dir,
+                    state_root=common.state_root,
+                    port=client,
+                    controller_port=controller,
+                    node_id=n + 1,
+                    voters=voters,
+                    replication=CLUSTER_SIZE,
+                    min_isr=CLUSTER_MIN_ISR,
+                    node_dir=f"cluster/node{n + 1}",
+                    heap="512m",
+                )
+            )
+            for n, (client, controller) in enumerate(ports)
+        ]
+        self.cluster_file = common.state_root / common.version / "cluster" / "cluster.id"
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.config.bootstrap for node in self.nodes)
+
+    def node(self, node_id: int) -> Broker:
+        return self.nodes[node_id - 1]
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every node not running; return once each answers and sees all three."""
+        self.cluster_file.parent.mkdir(parents=True, exist_ok=True)
+        if not self.cluster_file.exists():
+            self.cluster_file.write_text(_random_cluster_id())
+        cluster_id = self.cluster_file.read_text()
+        launched = []
+        for node in self.nodes:
+            node.config.state_dir.mkdir(parents=True, exist_ok=True)
+            (node.config.state_dir / "cluster.id").write_text(cluster_id)
+            launched.append((node, node.launch()))
+        for node, proc in launched:
+            if proc is not None:
+                node.wait_ready(proc, timeout)
+        deadline = time.monotonic() + timeout
+        while not self.is_ready():
+            if time.monotonic() > deadline:
+                raise BrokerError(f"the cluster did not see all {CLUSTER_SIZE} brokers in time")
+            time.sleep(0.5)
+
+    def start_node(self, node_id: int, timeout: float = 90.0) -> None:
+        """Start one node again (after ``stop_node`` or a kill)."""
+        self.node(node_id).start(timeout)
+
+    def stop(self) -> bool:
+        """Stop every node; True if any was running."""
+        stopped = [node.stop() for node in self.nodes]
+        return any(stopped)
+
+    def stop_node(self, node_id: int) -> bool:
+        return self.node(node_id).stop()
+
+    def signal_node(self, node_id: int, sig: signal.Signals) -> bool:
+        """SIGKILL, SIGSTOP or SIGCONT one node."""
+        return self.node(node_id).signal(sig)
+
+    def is_ready(self, timeout: float = 5.0) -> bool:
+        """True when a client round trip through any node lists all three brokers."""
+        try:
+            brokers = asyncio.run(asyncio.wait_for(_brokers(self.bootstrap), timeout))
+        except Exception:  # any failure to talk Kafka means "not ready"
+            return False
+        return brokers == CLUSTER_SIZE
+
+
+async def _brokers(bootstrap: str) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+        return len(cluster.get("brokers") or [])
+    finally:
+        await admin.close()
 
 
 async def _probe(bootstrap: str) -> bool:

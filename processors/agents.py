@@ -189,7 +189,14 @@ class Topology:
 
         def table(name: str) -> Any:
             # bytes key and value types make Faust use the "raw" codec for the changelog.
-            return app.Table(name, default=None, partitions=parts, key_type=bytes, value_type=bytes)
+            return app.Table(
+                name,
+                default=None,
+                partitions=parts,
+                key_type=bytes,
+                value_type=bytes,
+                extra_topic_configs=t.durability(),
+            )
 
         return cls(
             raw=_raw_topic(app, names.raw),

@@ -34,14 +34,14 @@ class QuietWorker(faust.Worker):
 def topic_specs(settings: ProcessorSettings) -> list[TopicSpec]:
     """The topics the processors read and write (changelogs are Faust's own)."""
     t = settings.topics
-    rf = t.replication_factor
+    rf, isr = t.replication_factor, t.min_insync_replicas
     names = generation_topics(settings)
     return [
-        TopicSpec(names.raw, t.raw_partitions, rf, RAW_CONFIG),
-        TopicSpec(names.email_events, t.partitions, rf, EVENTS_CONFIG),
-        TopicSpec(names.message_events, t.partitions, rf, EVENTS_CONFIG),
-        TopicSpec(names.dlq, 1, rf, DLQ_CONFIG),
-        TopicSpec(names.suppression, t.partitions, rf, COMPACTED_CONFIG),
+        TopicSpec(names.raw, t.raw_partitions, rf, RAW_CONFIG, isr),
+        TopicSpec(names.email_events, t.partitions, rf, EVENTS_CONFIG, isr),
+        TopicSpec(names.message_events, t.partitions, rf, EVENTS_CONFIG, isr),
+        TopicSpec(names.dlq, 1, rf, DLQ_CONFIG, isr),
+        TopicSpec(names.suppression, t.partitions, rf, COMPACTED_CONFIG, isr),
         control_spec(settings),
     ]
 

@@ -36,7 +36,9 @@ class ActiveGeneration(BaseModel):
 
 def control_spec(settings: ProcessorSettings) -> TopicSpec:
     t = settings.topics
-    return TopicSpec(t.name(t.control), 1, t.replication_factor, COMPACTED_CONFIG)
+    return TopicSpec(
+        t.name(t.control), 1, t.replication_factor, COMPACTED_CONFIG, t.min_insync_replicas
+    )
 
 
 def _key(settings: ProcessorSettings) -> bytes:

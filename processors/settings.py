@@ -37,6 +37,14 @@ class TopicSettings(BaseModel):
     # Must equal ingest's kafka.raw_partitions: whichever service starts first creates it.
     raw_partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    # min.insync.replicas of every topic the processors create, changelogs included
+    # (None: the broker's default). Must not exceed replication_factor.
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+
+    def durability(self) -> dict[str, str]:
+        """Topic configs for ``min_insync_replicas`` (Faust's changelogs take them too)."""
+        isr = self.min_insync_replicas
+        return {} if isr is None else {"min.insync.replicas": str(isr)}
 
     def name(self, topic: str) -> str:
         return self.prefix + topic

@@ -25,6 +25,15 @@ class TopicSpec:
     partitions: int
     replication_factor: int = 1
     config: Mapping[str, str] = field(default_factory=dict)
+    # ``min.insync.replicas`` of the topic: with acks=all, a write is refused (the client
+    # retries, ingest answers 503) while fewer replicas are in sync. None: the broker's.
+    min_insync_replicas: int | None = None
+
+    def topic_configs(self) -> dict[str, str]:
+        configs = dict(self.config)
+        if self.min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(self.min_insync_replicas)
+        return configs
 
 
 async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
@@ -38,7 +47,7 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
                 s.name,
                 num_partitions=s.partitions,
                 replication_factor=s.replication_factor,
-                topic_configs=dict(s.config),
+                topic_configs=s.topic_configs(),
             )
             for s in specs
             if s.name not in existing

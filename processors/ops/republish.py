@@ -112,7 +112,16 @@ async def republish(settings: ProcessorSettings, args: argparse.Namespace) -> in
         raise OpsError(f"{source} is empty or does not exist: nothing to re-publish")
     if target != source:
         await ensure_topics(
-            bootstrap, [TopicSpec(target, t.partitions, t.replication_factor, COMPACTED_CONFIG)]
+            bootstrap,
+            [
+                TopicSpec(
+                    target,
+                    t.partitions,
+                    t.replication_factor,
+                    COMPACTED_CONFIG,
+                    t.min_insync_replicas,
+                )
+            ],
         )
     commands = latest_by_key(records)
     check = cross_check(commands, await read_table(bootstrap, settings.group_id, "addresses"))

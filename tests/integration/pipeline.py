@@ -50,6 +50,9 @@ class Pipeline:
     ingest_port: int = field(default_factory=free_port)
     extra_sources: dict[str, SourceSettings] = field(default_factory=dict)
     raw_partitions: int = PARTITIONS
+    # On the three-broker cluster: 3 and 2 (the broker defaults are the single broker's).
+    replication_factor: int = 1
+    min_insync_replicas: int | None = None
     _workers: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
 
     def check_workers(self) -> None:
@@ -76,6 +79,8 @@ class Pipeline:
                 bootstrap_servers=self.bootstrap,
                 topic_prefix=self.prefix,
                 raw_partitions=self.raw_partitions,
+                replication_factor=self.replication_factor,
+                min_insync_replicas=self.min_insync_replicas,
                 append_timeout_s=10,
             ),
             sources=sources,

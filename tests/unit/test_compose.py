@@ -17,7 +17,10 @@ COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 SETTINGS: dict[str, tuple[str, type[BaseModel]]] = {
     "ingest": ("MAILPULSE_INGEST__", IngestSettings),
     "processors": ("MAILPULSE_PROCESSORS__", ProcessorSettings),
+    "ingest-cluster": ("MAILPULSE_INGEST__", IngestSettings),
+    "processors-cluster": ("MAILPULSE_PROCESSORS__", ProcessorSettings),
 }
+CLUSTER = ("kafka-1", "kafka-2", "kafka-3", "ingest-cluster", "processors-cluster")
 
 
 def _compose() -> dict[str, Any]:
@@ -38,7 +41,7 @@ def _field_value(model: BaseModel, path: list[str]) -> Any:
 def test_services_ports_and_volumes() -> None:
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"kafka", "ingest", "processors"}
+    assert set(services) == {"kafka", "ingest", "processors", *CLUSTER}
     assert "127.0.0.1:9092:9092" in services["kafka"]["ports"]
     assert "127.0.0.1:8080:8080" in services["ingest"]["ports"]
     assert "127.0.0.1:6066:6066" in services["processors"]["ports"]
@@ -47,6 +50,25 @@ def test_services_ports_and_volumes() -> None:
     for name in services:
         assert "healthcheck" in services[name], name
     assert "kafka-data" in compose["volumes"]
+
+
+def test_the_cluster_profile_is_three_voters_with_rf_3_and_min_isr_2() -> None:
+    services = _compose()["services"]
+    for name in CLUSTER:
+        assert services[name]["profiles"] == ["cluster"], name
+    for name in ("kafka", "ingest", "processors"):  # `docker compose up` stays one broker
+        assert "profiles" not in services[name], name
+    nodes = [services[f"kafka-{n}"]["environment"] for n in (1, 2, 3)]
+    assert [env["KAFKA_NODE_ID"] for env in nodes] == ["1", "2", "3"]
+    for env in nodes:
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].count("@") == 3
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+    assert len({env["KAFKA_ADVERTISED_LISTENERS"] for env in nodes}) == 3
+    ingest = services["ingest-cluster"]["environment"]
+    assert ingest["MAILPULSE_INGEST__KAFKA__MIN_INSYNC_REPLICAS"] == "2"
+    processors = services["processors-cluster"]["environment"]
+    assert processors["MAILPULSE_PROCESSORS__TOPICS__REPLICATION_FACTOR"] == "3"
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
