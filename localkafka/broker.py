@@ -442,6 +442,8 @@ class Cluster:
 
     def is_ready(self, timeout: float = 5.0) -> bool:
         """True when a client round trip through any node lists all three brokers."""
+        if not all(_port_open(n.config.host, n.config.port) for n in self.nodes):
+            return False  # and no client logging connection errors for a stopped node
         try:
             brokers = asyncio.run(asyncio.wait_for(_brokers(self.bootstrap), timeout))
         except Exception:  # any failure to talk Kafka means "not ready"
