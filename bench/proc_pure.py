@@ -12,10 +12,13 @@ beyond this is its machinery: consuming, re-keying, storing, producing.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from bench.proc_workload import RawRecord
 from processors.dedupe import MemoryIndex
+from processors.policy import Policy
 from processors.settings import ProcessorSettings
 from processors.step import Rejected, address_step, message_step, normalise_record
 from schemas.commands import ManualAction
@@ -35,38 +38,30 @@ class PureRun:
         return self.events / self.seconds
 
 
-def _fold(
-    item: CanonicalEvent | ManualAction,
-    addresses: dict[str, bytes],
-    messages: dict[str, bytes],
-    indexes: tuple[MemoryIndex, MemoryIndex],
-    settings: ProcessorSettings,
-) -> None:
-    policy = settings.policy
-    owner = item.address if isinstance(item, ManualAction) else item.recipient
-    stored = addresses.get(owner)
-    state = None if stored is None else AddressState.model_validate_json(stored)
-    out = address_step(state, item, policy, indexes[0].lookup(owner))
-    if out.changed:
-        addresses[owner] = out.state.model_dump_json().encode()
-    indexes[0].apply(owner, out.index)
-    if isinstance(item, CanonicalEvent) and item.message_id:
-        mid = item.message_id
-        stored = messages.get(mid)
-        mstate = None if stored is None else MessageState.model_validate_json(stored)
-        mout = message_step(mstate, item, policy, indexes[1].lookup(mid))
-        if mout.changed:
-            messages[mid] = mout.state.model_dump_json().encode()
-        indexes[1].apply(mid, mout.index)
+@dataclass
+class _Table:
+    """One table's stored states (JSON, as a worker stores them) and dedupe index."""
+
+    parse: Callable[[bytes], Any]
+    step: Callable[..., Any]  # address_step or message_step
+    states: dict[str, bytes] = field(default_factory=dict)
+    index: MemoryIndex = field(default_factory=MemoryIndex)
+
+    def fold(self, key: str, item: CanonicalEvent | ManualAction, policy: Policy) -> None:
+        stored = self.states.get(key)
+        state = None if stored is None else self.parse(stored)
+        out = self.step(state, item, policy, self.index.lookup(key))
+        if out.changed:
+            self.states[key] = out.state.model_dump_json().encode()
+        self.index.apply(key, out.index)
 
 
 def run_pure(tag: str, records: list[RawRecord], settings: ProcessorSettings) -> PureRun:
     """Fold ``records`` (raw offsets numbered per partition, as the topic holds them)."""
-    addresses: dict[str, bytes] = {}
-    messages: dict[str, bytes] = {}
-    indexes = (MemoryIndex(), MemoryIndex())
+    addresses = _Table(AddressState.model_validate_json, address_step)
+    messages = _Table(MessageState.model_validate_json, message_step)
     offsets: dict[int, int] = {}
-    options = settings.normalise
+    options, policy = settings.normalise, settings.policy
     wall, cpu = time.perf_counter(), time.process_time()
     for r in records:
         offset = offsets.get(r.partition, 0)
@@ -75,5 +70,8 @@ def run_pure(tag: str, records: list[RawRecord], settings: ProcessorSettings) ->
         if isinstance(result, Rejected):
             continue
         for item in [result.manual] if result.manual else result.canonical:
-            _fold(item, addresses, messages, indexes, settings)
+            owner = item.address if isinstance(item, ManualAction) else item.recipient
+            addresses.fold(owner, item, policy)
+            if isinstance(item, CanonicalEvent) and item.message_id:
+                messages.fold(item.message_id, item, policy)
     return PureRun(tag, len(records), time.perf_counter() - wall, time.process_time() - cpu)

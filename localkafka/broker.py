@@ -24,7 +24,7 @@ import time
 import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 DEFAULT_VERSION = "3.9.1"
@@ -379,10 +379,8 @@ class Cluster:
         common = BrokerConfig() if version is None else BrokerConfig(version=version)
         self.nodes = [
             Broker(
-                BrokerConfig(
-                    version=common.version,
-                    cache_dir=common.cache_dir,
-                    state_root=common.state_root,
+                replace(
+                    common,
                     port=client,
                     controller_port=controller,
                     node_id=n + 1,
@@ -464,15 +462,7 @@ async def _brokers(bootstrap: str) -> int:
 
 
 async def _probe(bootstrap: str) -> bool:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
-    await admin.start()
-    try:
-        cluster = await admin.describe_cluster()
-        return bool(cluster.get("brokers"))
-    finally:
-        await admin.close()
+    return await _brokers(bootstrap) > 0
 
 
 def _random_cluster_id() -> str:

@@ -17,6 +17,7 @@ from pydantic_settings import (
 from ingest.settings import read_config_section
 from processors.normalise import NormaliseOptions
 from processors.policy import Policy
+from schemas.topics import durability_config
 
 
 class TopicSettings(BaseModel):
@@ -43,8 +44,7 @@ class TopicSettings(BaseModel):
 
     def durability(self) -> dict[str, str]:
         """Topic configs for ``min_insync_replicas`` (Faust's changelogs take them too)."""
-        isr = self.min_insync_replicas
-        return {} if isr is None else {"min.insync.replicas": str(isr)}
+        return durability_config(self.min_insync_replicas)
 
     def name(self, topic: str) -> str:
         return self.prefix + topic

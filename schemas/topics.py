@@ -30,10 +30,14 @@ class TopicSpec:
     min_insync_replicas: int | None = None
 
     def topic_configs(self) -> dict[str, str]:
-        configs = dict(self.config)
-        if self.min_insync_replicas is not None:
-            configs["min.insync.replicas"] = str(self.min_insync_replicas)
-        return configs
+        return {**self.config, **durability_config(self.min_insync_replicas)}
+
+
+def durability_config(min_insync_replicas: int | None) -> dict[str, str]:
+    """The topic config for ``min_insync_replicas`` (None: the broker's default)."""
+    if min_insync_replicas is None:
+        return {}
+    return {"min.insync.replicas": str(min_insync_replicas)}
 
 
 async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
