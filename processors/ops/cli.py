@@ -1,4 +1,5 @@
-"""``mailpulse``: the operator CLI (replay, rebuild, re-publish, DLQ re-drive).
+"""``mailpulse``: the operator CLI (status, replay, rebuild, re-publish, DLQ re-drive, SNS
+confirmations).
 
 Settings (broker, topic prefix, app id, generation) are the processors' own: the same
 config file and ``MAILPULSE_PROCESSORS__*`` environment the workers read.
@@ -11,9 +12,9 @@ import sys
 from collections.abc import Callable
 from types import ModuleType
 
-from processors.ops import rebuild, redrive, replay, republish
+from processors.ops import rebuild, redrive, replay, republish, status
 
-COMMANDS: tuple[ModuleType, ...] = (replay, rebuild, republish, redrive)
+COMMANDS: tuple[ModuleType, ...] = (status, replay, rebuild, republish, redrive)
 
 
 def build_parser() -> argparse.ArgumentParser:
