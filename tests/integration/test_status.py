@@ -24,8 +24,9 @@ def _parsed(result: CliResult) -> dict[str, Any]:
 
 
 def _live(status: dict[str, Any]) -> dict[str, Any]:
-    [live] = [g for g in status["generations"] if g["live"]]
-    return live
+    live: list[dict[str, Any]] = [g for g in status["generations"] if g["live"]]
+    assert len(live) == 1, status
+    return live[0]
 
 
 async def test_status_shows_the_lag_of_a_burst_going_to_zero(
@@ -68,7 +69,8 @@ async def test_status_shows_the_lag_of_a_burst_going_to_zero(
             probe, caught_up, timeout=90, what="the live generation's lag at zero"
         )
         assert code == 0, after
-        assert after["healthy"] is True and after["problems"] == []
+        assert after["healthy"] is True
+        assert after["problems"] == []
         live = _live(after)
         assert live["generation"] == "g1"
         assert live["group"] == p.group()
