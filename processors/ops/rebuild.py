@@ -19,13 +19,12 @@ changelog topics, new data directory. The steps, each a sub-command:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import shutil
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.generations import generation_topics, read_active, write_active
+from processors.ops.catchup import ROLES, wait_caught_up
 from processors.ops.children import child_process
 from processors.ops.common import OpsError, refuse_if_active, run_command
 from processors.ops.kafkaio import (
@@ -48,7 +48,6 @@ from processors.ops.republish import publish
 from processors.settings import ProcessorSettings
 
 TABLES = ("addresses", "messages")
-ROLES = ("raw", "email.events", "message.events")
 SHOWN_DIFFERENCES = 20
 
 
@@ -138,26 +137,12 @@ def _input_topics(settings: ProcessorSettings) -> list[str]:
     return generation_topics(settings, shadow=True).inputs
 
 
-async def wait_caught_up(
-    settings: ProcessorSettings, worker: subprocess.Popen[bytes], timeout: float
-) -> None:
-    """Print progress until the group has committed every input topic to its end."""
-    bootstrap, group = settings.bootstrap_servers, settings.group_id
-    topics = _input_topics(settings)
-    total = (await group_lag(bootstrap, group, topics[:1]))[topics[0]]
-    began, quiet = time.monotonic(), 0
-    while quiet < 3:  # all zero three polls in a row: the hops were drained too
-        if worker.poll() is not None:
-            raise OpsError(f"the rebuild worker exited with code {worker.returncode}")
-        if time.monotonic() - began > timeout:
-            raise OpsError(f"not caught up after {timeout:.0f} s; see the worker log")
-        await asyncio.sleep(2.0)
-        lag = await group_lag(bootstrap, group, topics)
-        done = max(total - lag[topics[0]], 0)
-        rate = done / (time.monotonic() - began)
-        lags = ", ".join(f"{role} lag {lag[t]:,}" for role, t in zip(ROLES, topics, strict=True))
-        print(f"  raw {done:,}/{total:,} ({done / max(total, 1):.0%}, {rate:,.0f}/s); {lags}")
-        quiet = quiet + 1 if not any(lag.values()) else 0
+def _stopped(worker: subprocess.Popen[bytes]) -> Callable[[], str | None]:
+    def why() -> str | None:
+        code = worker.poll()
+        return None if code is None else f"the rebuild worker exited with code {code}"
+
+    return why
 
 
 def _free_port() -> int:
@@ -184,7 +169,14 @@ async def _run(settings: ProcessorSettings, args: argparse.Namespace) -> int:
     log = new.datadir / f"rebuild-{new.generation}.log"
     print(f"rebuilding generation {new.generation} from the earliest raw offset (log {log})")
     with _worker(new, log) as worker:
-        await wait_caught_up(new, worker, args.timeout)
+        await wait_caught_up(
+            new.bootstrap_servers,
+            new.group_id,
+            _input_topics(new),
+            args.timeout,
+            roles=ROLES,
+            stopped=_stopped(worker),
+        )
     print(f"caught up; parity against the active generation {live}:")
     return _report(await parity(settings, live, new.generation), live, new.generation)
 

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from processors.generations import generation_topics
 from processors.ops.common import OpsError, epoch_ms, iso_datetime, run_command, topic_partitions
 from processors.ops.kafkaio import _stop_quietly, read_all
+from processors.ops.progress import progress
 from processors.settings import ProcessorSettings
 from schemas.dlq import DlqRecord
 from schemas.raw import H_REDRIVEN_FROM
@@ -90,22 +91,26 @@ async def redriven_tags(bootstrap: str, raw_topic: str, since: datetime) -> set[
         consumer.assign(tps)
         starts = await consumer.offsets_for_times({tp: epoch_ms(since) for tp in tps})
         ends = await consumer.end_offsets(tps)
-        pending: set[TopicPartition] = set()
+        first: dict[TopicPartition, int] = {}
         for tp in tps:
             start = starts[tp]
             if start is not None and start.offset < ends[tp]:
                 consumer.seek(tp, start.offset)
-                pending.add(tp)
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    tags.update(
-                        v.decode("utf-8", "replace")
-                        for k, v in record.headers
-                        if k == H_REDRIVEN_FROM
-                    )
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+                first[tp] = start.offset
+        pending, read = set(first), 0
+        with progress(f"scan {raw_topic}", sum(ends[tp] - o for tp, o in first.items())) as bar:
+            while pending:
+                batch = await consumer.getmany(*pending, timeout_ms=500)
+                for records in batch.values():
+                    read += len(records)
+                    for record in records:
+                        tags.update(
+                            v.decode("utf-8", "replace")
+                            for k, v in record.headers
+                            if k == H_REDRIVEN_FROM
+                        )
+                bar.update(read, note=f"{len(tags)} already re-driven")
+                pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
     finally:
         await _stop_quietly(consumer)
     return tags
@@ -117,19 +122,21 @@ async def append(bootstrap: str, raw_topic: str, entries: list[Entry]) -> list[s
     await producer.start()
     try:
         futures = []
-        for entry in entries:
-            raw = entry.record.raw
-            headers = [(k, v.encode()) for k, v in raw.headers.items() if k != H_REDRIVEN_FROM]
-            headers.append((H_REDRIVEN_FROM, entry.tag.encode()))
-            futures.append(
-                await producer.send(
-                    raw_topic,
-                    key=None if raw.key is None else raw.key.encode(),
-                    value=base64.b64decode(raw.body_b64, validate=True),
-                    headers=headers,
+        with progress(f"append to {raw_topic}", len(entries)) as bar:
+            for entry in entries:
+                raw = entry.record.raw
+                headers = [(k, v.encode()) for k, v in raw.headers.items() if k != H_REDRIVEN_FROM]
+                headers.append((H_REDRIVEN_FROM, entry.tag.encode()))
+                futures.append(
+                    await producer.send(
+                        raw_topic,
+                        key=None if raw.key is None else raw.key.encode(),
+                        value=base64.b64decode(raw.body_b64, validate=True),
+                        headers=headers,
+                    )
                 )
-            )
-        metadata = await asyncio.gather(*futures)
+                bar.update(len(futures))
+            metadata = await asyncio.gather(*futures)
     finally:
         await producer.stop()
     return [f"{m.topic}:{m.partition}:{m.offset}" for m in metadata]

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from processors.generations import generation_topics
+from processors.ops.catchup import ROLES, wait_caught_up
 from processors.ops.common import (
     OpsError,
     epoch_ms,
@@ -107,6 +108,10 @@ async def replay(settings: ProcessorSettings, args: argparse.Namespace) -> int:
     await refuse_if_active(bootstrap, group, "reset its offsets")
     await commit(bootstrap, group, moves)
     print(f"reset {len(moves)} partition(s) of group {group}; start the workers to replay")
+    if args.follow:
+        inputs = generation_topics(settings).inputs
+        await wait_caught_up(bootstrap, group, inputs, args.follow_timeout, roles=ROLES)
+        print(f"group {group} has replayed to the end of {', '.join(inputs)}")
     return 0
 
 
@@ -138,4 +143,13 @@ def register(subparsers: Any) -> None:
         "raw-only reset was seen to stall the restarted worker's raw commits)",
     )
     parser.add_argument("--execute", action="store_true", help="apply the plan")
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="with --execute: then show the workers' progress through the replay until "
+        "they have caught up (start them meanwhile; Ctrl-C stops watching only)",
+    )
+    parser.add_argument(
+        "--follow-timeout", type=float, default=3600.0, help="seconds (default %(default)s)"
+    )
     parser.set_defaults(func=run)
