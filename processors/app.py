@@ -6,6 +6,8 @@ import logging
 import re
 
 import faust
+import structlog
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.logs import json_handler
@@ -15,8 +17,12 @@ from processors.agents import Topology, register_agents
 from processors.api import register_api
 from processors.generations import control_spec, generation_topics
 from processors.metrics import ProcessorMetrics
+from processors.ops.kafkaio import group_lag
 from processors.settings import ProcessorSettings
 from schemas.topics import COMPACTED_CONFIG, DLQ_CONFIG, EVENTS_CONFIG, RAW_CONFIG, TopicSpec
+
+log = structlog.get_logger("processors")
+LAG_INTERVAL_S = 15.0
 
 
 class QuietWorker(faust.Worker):
@@ -63,6 +69,23 @@ def group_instance_id(settings: ProcessorSettings) -> str | None:
     return f"{settings.instance_id}-{host}-{settings.web_port}"
 
 
+def report_lag(app: faust.App, settings: ProcessorSettings, metrics: ProcessorMetrics) -> None:
+    """Keep ``mailpulse_consumer_lag`` current: the group's committed offsets against the
+    end offsets of its inputs, as the broker has them (what ``mailpulse status`` shows)."""
+    inputs = generation_topics(settings).inputs
+
+    async def consumer_lag() -> None:
+        try:
+            lag = await group_lag(settings.bootstrap_servers, settings.group_id, inputs)
+        except (KafkaError, OSError) as exc:  # a metric is not worth a crash: next time
+            log.warning("consumer_lag_unavailable", error=repr(exc))
+            return
+        for topic, records in lag.items():
+            metrics.lag.labels(settings.group_id, topic).set(records)
+
+    app.timer(interval=LAG_INTERVAL_S)(consumer_lag)
+
+
 def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
     """Build the Faust app of ``settings.generation``; the worker runs it."""
     datadir = settings.datadir / settings.generation
@@ -99,9 +122,13 @@ def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
     register_api(app, topology, settings)
     register_admin(app, topology, settings)
 
+    report_lag(app, settings, metrics)
+
     @app.page("/metrics")
     async def metrics_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return view.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        # As a header: aiohttp refuses a content_type argument with a charset in it.
+        headers = {"Content-Type": CONTENT_TYPE_LATEST}
+        return view.bytes(generate_latest(metrics.registry), headers=headers)
 
     openapi = openapi_document("processors")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 @dataclass
@@ -32,5 +32,13 @@ class ProcessorMetrics:
             "mailpulse_suppression_commands",
             "Suppression commands published and acknowledged",
             ["action"],
+            registry=r,
+        )
+        # The whole group's lag (every worker of a generation reports the same figure:
+        # take the max across workers), refreshed every LAG_INTERVAL_S by the worker.
+        self.lag = Gauge(
+            "mailpulse_consumer_lag",
+            "Records of an input topic the consumer group has not committed yet",
+            ["group", "topic"],
             registry=r,
         )

@@ -11,7 +11,7 @@ import orjson
 
 from tests.integration.helpers import eventually
 from tests.integration.pipeline import CliResult, Pipeline, nexus_event
-from tests.integration.stack import running_ingest
+from tests.integration.stack import free_port, running_ingest
 
 BURST = 120
 AT = "2026-05-14T10:00:00Z"
@@ -21,6 +21,14 @@ def _parsed(result: CliResult) -> dict[str, Any]:
     assert result.out, f"status printed nothing (exit {result.code}): {result.err[-2000:]}"
     status: dict[str, Any] = orjson.loads(result.out)
     return status
+
+
+async def _metrics(port: int) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as resp,
+    ):
+        return await resp.text()
 
 
 def _live(status: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +62,8 @@ async def test_status_shows_the_lag_of_a_burst_going_to_zero(
     assert g1["lag"][p.topic("webhooks.raw")] == len(events), g1
     assert g1["members"] == []
 
-    with p.worker():
+    port = free_port()
+    with p.worker(web_port=port):
 
         async def probe() -> tuple[int, dict[str, Any]]:
             p.check_workers()
@@ -90,3 +99,10 @@ async def test_status_shows_the_lag_of_a_burst_going_to_zero(
         assert screen.code == 1
         assert f"* g1 (live): group {p.group()}" in screen.out, screen.out
         assert "UNHEALTHY dlq_growing (g1)" in screen.out
+
+        # The worker exports the same lag for Prometheus (refreshed every 15 s).
+        raw_lag = f'mailpulse_consumer_lag{{group="{p.group()}",topic="{p.topic("webhooks.raw")}"}}'
+        text = await eventually(
+            lambda: _metrics(port), lambda t: f"{raw_lag} 0.0" in t, timeout=30, what=raw_lag
+        )
+        assert 'mailpulse_suppression_commands_total{action="suppress"} 1.0' in text
