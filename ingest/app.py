@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -49,7 +50,9 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
-    app.router.add_get("/openapi.json", openapi_view(openapi_document()))
+    document = openapi_document()
+    app.router.add_get("/openapi.json", openapi_view(document))
+    app.router.add_get("/", index_view(document))
 
     if kafka is not None:
 
@@ -73,6 +76,31 @@ async def readyz(request: web.Request) -> web.Response:
         body=orjson.dumps({"ready": ready}),
         content_type="application/json",
     )
+
+
+def route_index(document: bytes) -> dict[str, Any]:
+    """``GET /``: the routes and their summaries, read from the served OpenAPI document."""
+    doc = orjson.loads(document)
+    routes = [
+        {"method": method.upper(), "path": path, "summary": op.get("summary", "")}
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if isinstance(op, dict) and "operationId" in op
+    ]
+    return {
+        "service": doc["info"]["title"],
+        "routes": routes,
+        "docs": {"openapi": "/openapi.json", "readme": "README.md (Set-up, Operations)"},
+    }
+
+
+def index_view(document: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+    body = orjson.dumps(route_index(document))
+
+    async def view(_: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    return view
 
 
 def openapi_view(document: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -36,6 +36,26 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": True,
 }
+# GET /: what ingest.app.route_index answers.
+INDEX_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["service", "routes", "docs"],
+    "properties": {
+        "service": {"type": "string"},
+        "routes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "method": {"type": "string"},
+                    "path": {"type": "string"},
+                    "summary": {"type": "string"},
+                },
+            },
+        },
+        "docs": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 
 
@@ -137,6 +157,13 @@ def document() -> dict[str, Any]:
                         "413": too_large,
                         "503": not_durable,
                     },
+                }
+            },
+            "/": {
+                "get": {
+                    "operationId": "index",
+                    "summary": "This index: the routes and where the documentation is",
+                    "responses": {"200": _plain("Routes and docs.", JSON, INDEX_SCHEMA)},
                 }
             },
             "/healthz": {

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -81,3 +82,20 @@ def test_processors_document_every_page_they_register(tmp_path: Path) -> None:
     router: Any = app.web.web_app.router  # type: ignore[attr-defined]  # the aiohttp driver
     routed = {(r.resource.canonical, r.method) for r in router.routes()}
     assert without_implicit_head(routed) - {(p, "HEAD") for p, _ in routed} == registered
+
+
+async def test_ingest_index_lists_every_documented_route_and_the_docs() -> None:
+    app = create_ingest(IngestSettings(sources={}), publisher=FakePublisher())
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/")
+        assert resp.status == 200
+        assert resp.content_type == "application/json"
+        index = await resp.json()
+        jsonschema.validate(index, ingest_openapi.INDEX_SCHEMA)
+        assert index["service"] == "mailpulse ingest"
+        listed = {(r["path"], r["method"]) for r in index["routes"]}
+        assert listed == documented(ingest_openapi.document())
+        assert all(r["summary"] for r in index["routes"])
+        docs = await client.get(index["docs"]["openapi"])
+        assert docs.status == 200
+        assert (await client.get("/no-such-page")).status == 404
