@@ -22,7 +22,6 @@ from processors.settings import ProcessorSettings
 from schemas.topics import COMPACTED_CONFIG, DLQ_CONFIG, EVENTS_CONFIG, RAW_CONFIG, TopicSpec
 
 log = structlog.get_logger("processors")
-LAG_INTERVAL_S = 15.0
 
 
 class QuietWorker(faust.Worker):
@@ -83,7 +82,7 @@ def report_lag(app: faust.App, settings: ProcessorSettings, metrics: ProcessorMe
         for topic, records in lag.items():
             metrics.lag.labels(settings.group_id, topic).set(records)
 
-    app.timer(interval=LAG_INTERVAL_S)(consumer_lag)
+    app.timer(interval=settings.lag_interval_s)(consumer_lag)
 
 
 def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:

@@ -35,7 +35,7 @@ class ProcessorMetrics:
             registry=r,
         )
         # The whole group's lag (every worker of a generation reports the same figure:
-        # take the max across workers), refreshed every LAG_INTERVAL_S by the worker.
+        # take the max across workers), refreshed every ``lag_interval_s`` by the worker.
         self.lag = Gauge(
             "mailpulse_consumer_lag",
             "Records of an input topic the consumer group has not committed yet",

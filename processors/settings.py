@@ -106,6 +106,9 @@ class ProcessorSettings(BaseSettings):
     # timeout before another worker takes them over (as after a kill -9 in either mode).
     # None: dynamic membership.
     instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    # How often a worker refreshes ``mailpulse_consumer_lag`` (its group's lag, asked of
+    # the broker: one offsets request per refresh).
+    lag_interval_s: float = Field(default=15.0, ge=1, le=600)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     log_level: str = "info"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import OrderedDict
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
 from cryptography import x509
@@ -23,13 +23,16 @@ MAX_PEM_BYTES = 64 * 1024
 FETCH_TIMEOUT_S = 10.0
 
 
-def check_certificate_url(url: str) -> None:
-    """``bad_certificate_url`` unless ``url`` is https://sns.<region>.amazonaws.com[.cn]/….pem."""
+def check_sns_url(url: str, reason: str = "bad_certificate_url") -> SplitResult:
+    """``reason`` unless ``url`` is https on an SNS host (``sns.<region>.amazonaws.com``
+    or ``.com.cn``, port 443, no credentials): the host check of every URL that an SNS
+    message names and we visit (its certificate here, a ``SubscribeURL`` in
+    ``mailpulse sns confirm``)."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise VerificationError("bad_certificate_url") from None
+        raise VerificationError(reason) from None
     if (
         parts.scheme != "https"
         or parts.hostname is None
@@ -37,8 +40,14 @@ def check_certificate_url(url: str) -> None:
         or parts.username is not None
         or parts.password is not None
         or port not in (None, 443)
-        or not parts.path.endswith(".pem")
     ):
+        raise VerificationError(reason)
+    return parts
+
+
+def check_certificate_url(url: str) -> None:
+    """``bad_certificate_url`` unless ``url`` is https://sns.<region>.amazonaws.com[.cn]/….pem."""
+    if not check_sns_url(url).path.endswith(".pem"):
         raise VerificationError("bad_certificate_url")
 
 

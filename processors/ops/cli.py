@@ -12,9 +12,9 @@ import sys
 from collections.abc import Callable
 from types import ModuleType
 
-from processors.ops import rebuild, redrive, replay, republish, status
+from processors.ops import rebuild, redrive, replay, republish, sns, status
 
-COMMANDS: tuple[ModuleType, ...] = (status, replay, rebuild, republish, redrive)
+COMMANDS: tuple[ModuleType, ...] = (status, replay, rebuild, republish, redrive, sns)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,18 +6,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import ValidationError
 
 from processors.errors import ProcessorError
 from processors.generations import read_active
+from processors.ops.kafkaio import _stop_quietly
+from processors.ops.progress import progress
 from processors.settings import ProcessorSettings, load_settings
 
 
@@ -126,3 +128,38 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     if not partitions:
         raise OpsError(f"topic {topic} does not exist (check the topic prefix in the settings)")
     return sorted(partitions)
+
+
+async def records_since(
+    bootstrap: str, topic: str, since: datetime, label: str
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` appended at or after ``since``, up to the end offsets as
+    they are now, with a progress bar (``label``). ``OpsError`` if the topic is missing."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
+        consumer.assign(tps)
+        starts = await consumer.offsets_for_times({tp: epoch_ms(since) for tp in tps})
+        ends = await consumer.end_offsets(tps)
+        first: dict[TopicPartition, int] = {}
+        for tp in tps:
+            start = starts[tp]
+            if start is not None and start.offset < ends[tp]:
+                consumer.seek(tp, start.offset)
+                first[tp] = start.offset
+        pending, read = set(first), 0
+        with progress(label, sum(ends[tp] - o for tp, o in first.items())) as bar:
+            while pending:
+                batch = await consumer.getmany(*pending, timeout_ms=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset < ends[tp]:
+                            read += 1
+                            yield record
+                bar.update(read)
+                pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    finally:
+        await _stop_quietly(consumer)

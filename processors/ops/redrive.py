@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from processors.generations import generation_topics
-from processors.ops.common import OpsError, epoch_ms, iso_datetime, run_command, topic_partitions
-from processors.ops.kafkaio import _stop_quietly, read_all
+from processors.ops.common import OpsError, iso_datetime, records_since, run_command
+from processors.ops.kafkaio import read_all
 from processors.ops.progress import progress
 from processors.settings import ProcessorSettings
 from schemas.dlq import DlqRecord
@@ -81,38 +81,9 @@ def why_not(entry: Entry, raw_topic: str) -> str | None:
 
 async def redriven_tags(bootstrap: str, raw_topic: str, since: datetime) -> set[str]:
     """``H_REDRIVEN_FROM`` values on raw records appended at or after ``since``."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
     tags: set[str] = set()
-    try:
-        tps = [TopicPartition(raw_topic, p) for p in await topic_partitions(consumer, raw_topic)]
-        consumer.assign(tps)
-        starts = await consumer.offsets_for_times({tp: epoch_ms(since) for tp in tps})
-        ends = await consumer.end_offsets(tps)
-        first: dict[TopicPartition, int] = {}
-        for tp in tps:
-            start = starts[tp]
-            if start is not None and start.offset < ends[tp]:
-                consumer.seek(tp, start.offset)
-                first[tp] = start.offset
-        pending, read = set(first), 0
-        with progress(f"scan {raw_topic}", sum(ends[tp] - o for tp, o in first.items())) as bar:
-            while pending:
-                batch = await consumer.getmany(*pending, timeout_ms=500)
-                for records in batch.values():
-                    read += len(records)
-                    for record in records:
-                        tags.update(
-                            v.decode("utf-8", "replace")
-                            for k, v in record.headers
-                            if k == H_REDRIVEN_FROM
-                        )
-                bar.update(read, note=f"{len(tags)} already re-driven")
-                pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-    finally:
-        await _stop_quietly(consumer)
+    async for record in records_since(bootstrap, raw_topic, since, f"scan {raw_topic}"):
+        tags.update(v.decode("utf-8", "replace") for k, v in record.headers if k == H_REDRIVEN_FROM)
     return tags
 
 
