@@ -3,6 +3,7 @@ safe: same state, and no command is published again."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -152,15 +153,23 @@ async def test_mailpulse_replay_refuses_live_group_then_replays_exactly(
     assert "dry run" in dry.out
     assert await _offsets(p) == consumed
 
-    done = await p.mailpulse("replay", "--to-earliest", "--execute")
-    assert done.code == 0, done
-    assert await _offsets(p) == dict.fromkeys(consumed, 0)
+    # --follow: the command resets, then watches the workers (started next) replay.
+    following = asyncio.create_task(
+        p.mailpulse("replay", "--to-earliest", "--execute", "--follow", "--follow-timeout", "180")
+    )
+    reset = dict.fromkeys(consumed, 0)
+    await eventually(lambda: _offsets(p), lambda o: o == reset, timeout=60, what="the reset")
 
     async def consumed_again() -> None:
         total = await wait_committed(
             kafka_bootstrap, p.group(), raw_topic, before.raw_records, timeout=180
         )
         assert total == before.raw_records
+        done = await following
+        assert done.code == 0, done
+        total_line = f"raw: {before.raw_records:,}/{before.raw_records:,} records (100%"
+        assert total_line in done.out, done.out
+        assert f"group {p.group()} has replayed to the end" in done.out
 
     await _replays_to_same_state(p, before, consumed_again)
 
