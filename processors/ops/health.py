@@ -1,4 +1,5 @@
-"""What ``mailpulse status`` found, and the rules that call it unhealthy (pure: no I/O).
+"""What ``mailpulse status`` found, the rules that call it unhealthy, and its screen (pure:
+no I/O).
 
 A status is two samples of the broker's offsets taken ``interval_s`` apart: the lag, the
 DLQ and the command topic at the second sample, and how each moved since the first.
@@ -138,3 +139,49 @@ def judge(status: Status, now: datetime, limits: Thresholds) -> tuple[Problem, .
             )
         )
     return tuple(found)
+
+
+def _lag_text(gen: GenerationStatus) -> str:
+    parts = [f"{t} {'missing' if v is None else f'{v:,}'}" for t, v in gen.lag.items()]
+    return f"{', '.join(parts)} (total {gen.lag_total:,}, was {gen.lag_before:,})"
+
+
+def render(status: Status) -> str:
+    """The one screen: broker, raw log, each generation, the verdict."""
+    b = status.broker
+    lines = [
+        f"broker {b.bootstrap}: "
+        + (f"reachable ({b.brokers} broker(s))" if b.reachable else f"UNREACHABLE {b.error}")
+    ]
+    if b.reachable:
+        lines.append(
+            f"raw log {status.raw_topic}: {status.raw_records:,} record(s), "
+            f"{status.raw_in_per_s:,.1f}/s in (sampled over {status.interval_s:.1f} s)"
+        )
+    for g in status.generations:
+        mark = "* " if g.live else "  "
+        who = ", ".join(g.members) or "none"
+        lines.append(
+            f"{mark}{g.generation} ({'live' if g.live else 'not live'}): group {g.group} "
+            f"{g.state}, {len(g.members)} member(s): {who}"
+        )
+        lines.append(f"    lag: {_lag_text(g)}")
+        lines.append(f"    consumed: {g.events_per_s:,.1f} raw record(s)/s")
+        newest = g.dlq_newest
+        latest = (
+            f", newest {newest.reason} ({newest.stage})"
+            + (f" at {newest.failed_at:%Y-%m-%d %H:%M:%S} UTC" if newest.failed_at else "")
+            if newest
+            else ""
+        )
+        lines.append(f"    DLQ {g.dlq_topic}: {g.dlq_records:,} record(s){latest}")
+        lines.append(
+            f"    commands {g.commands_topic}: {g.commands_published:,} published, "
+            f"{g.commands_per_s:,.1f}/s"
+        )
+    if status.healthy:
+        lines.append("healthy")
+    for p in status.problems:
+        where = f" ({p.generation})" if p.generation else ""
+        lines.append(f"UNHEALTHY {p.rule}{where}: {p.detail}")
+    return "\n".join(lines)

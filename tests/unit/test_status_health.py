@@ -15,8 +15,8 @@ from processors.ops.health import (
     Status,
     Thresholds,
     judge,
+    render,
 )
-from processors.ops.status import render
 
 NOW = datetime(2026, 5, 14, 12, 0, tzinfo=UTC)
 LIMITS = Thresholds(max_lag=100, dlq_window=timedelta(minutes=5))
