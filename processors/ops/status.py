@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from processors.generations import generation_topics, read_active
-from processors.ops.common import describe_group
+from processors.ops.common import OpsError, describe_group
 from processors.ops.health import (
     BrokerStatus,
     DlqNewest,
@@ -184,37 +184,41 @@ async def _generation(
 
 
 async def gather(settings: ProcessorSettings, interval_s: float) -> Status:
-    """Sample the broker twice, ``interval_s`` apart, and describe every generation."""
+    """Sample the broker twice, ``interval_s`` apart, and describe every generation; a
+    broker that does not answer (at the start or midway) is the status itself."""
     raw = generation_topics(settings, shadow=False).raw
     prober = Prober(settings)
     try:
         brokers = await asyncio.wait_for(prober.start(), CONNECT_TIMEOUT_S)
+        return await _sampled(prober, raw, brokers, interval_s)
     except (KafkaError, OSError, TimeoutError) as exc:
-        await prober.stop()
         broker = BrokerStatus(settings.bootstrap_servers, False, error=f"{exc!r:.300}")
         return Status(broker, raw, 0, 0.0, interval_s)
-    try:
-        active, names = await prober.generations()
-        topics = [raw]
-        for name in names:
-            shadow = active is not None and name != active
-            t = generation_topics(settings.model_copy(update={"generation": name}), shadow=shadow)
-            topics += [*t.inputs[1:], t.dlq, t.suppression]
-        groups = [f"{settings.app_id}-{n}" for n in names]
-        first = await prober.sample(topics, groups)
-        await asyncio.sleep(interval_s)
-        second = await prober.sample(topics, groups)
-        generations = [await _generation(prober, n, active, first, second) for n in names]
-        return Status(
-            BrokerStatus(settings.bootstrap_servers, True, brokers),
-            raw_topic=raw,
-            raw_records=await prober.held(raw, second.ends),
-            raw_in_per_s=_rate(_sum(second.ends, raw), _sum(first.ends, raw), second.at - first.at),
-            interval_s=round(second.at - first.at, 2),
-            generations=tuple(sorted(generations, key=lambda g: (not g.live, g.generation))),
-        )
     finally:
         await prober.stop()
+
+
+async def _sampled(prober: Prober, raw: str, brokers: int, interval_s: float) -> Status:
+    settings = prober.settings
+    active, names = await prober.generations()
+    topics = [raw]
+    for name in names:
+        shadow = active is not None and name != active
+        t = generation_topics(settings.model_copy(update={"generation": name}), shadow=shadow)
+        topics += [*t.inputs[1:], t.dlq, t.suppression]
+    groups = [f"{settings.app_id}-{n}" for n in names]
+    first = await prober.sample(topics, groups)
+    await asyncio.sleep(interval_s)
+    second = await prober.sample(topics, groups)
+    generations = [await _generation(prober, n, active, first, second) for n in names]
+    return Status(
+        BrokerStatus(settings.bootstrap_servers, True, brokers),
+        raw_topic=raw,
+        raw_records=await prober.held(raw, second.ends),
+        raw_in_per_s=_rate(_sum(second.ends, raw), _sum(first.ends, raw), second.at - first.at),
+        interval_s=round(second.at - first.at, 2),
+        generations=tuple(sorted(generations, key=lambda g: (not g.live, g.generation))),
+    )
 
 
 def _dump(value: Any) -> Any:
@@ -230,7 +234,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"mailpulse status: invalid processors settings:\n{exc}", file=sys.stderr)
         return 1
     limits = Thresholds(max_lag=args.max_lag, dlq_window=timedelta(seconds=args.dlq_window))
-    status = asyncio.run(gather(settings, args.interval))
+    try:
+        status = asyncio.run(gather(settings, args.interval))
+    except OpsError as exc:
+        print(f"mailpulse status: {exc}", file=sys.stderr)
+        return 1
     status = replace(status, problems=judge(status, datetime.now(UTC), limits))
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(status.as_json(), default=_dump) + b"\n")

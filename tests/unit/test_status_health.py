@@ -17,6 +17,9 @@ from processors.ops.health import (
     judge,
     render,
 )
+from processors.ops.status import gather
+from processors.settings import ProcessorSettings
+from tests.integration.stack import free_port
 
 NOW = datetime(2026, 5, 14, 12, 0, tzinfo=UTC)
 LIMITS = Thresholds(max_lag=100, dlq_window=timedelta(minutes=5))
@@ -132,3 +135,11 @@ def test_screen_and_json_name_the_live_generation_and_the_broken_rule() -> None:
     assert data["healthy"] is False
     assert data["generations"][0]["lag_total"] == 0
     assert [p["rule"] for p in data["problems"]] == ["no_members", "dlq_growing"]
+
+
+async def test_a_broker_that_does_not_answer_is_reported_not_raised() -> None:
+    settings = ProcessorSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    found = await gather(settings, interval_s=0.1)
+    assert found.broker.reachable is False
+    assert "bootstrap" in (found.broker.error or "").lower()
+    assert rules(found) == ["broker_unreachable"]
