@@ -1,7 +1,8 @@
-"""``mailpulse``: the operator CLI (replay, rebuild, re-publish, DLQ re-drive).
+"""``mailpulse``: the operator CLI (replay, rebuild, re-publish, DLQ re-drive, sync).
 
 Settings (broker, topic prefix, app id, generation) are the processors' own: the same
-config file and ``MAILPULSE_PROCESSORS__*`` environment the workers read.
+config file and ``MAILPULSE_PROCESSORS__*`` environment the workers read. ``sync``, the
+subscriber that runs beside a sender, reads its own ``[sync]`` settings.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Callable
 from types import ModuleType
 
 from processors.ops import rebuild, redrive, replay, republish
+from sync import cli as sync
 
-COMMANDS: tuple[ModuleType, ...] = (replay, rebuild, republish, redrive)
+COMMANDS: tuple[ModuleType, ...] = (replay, rebuild, republish, redrive, sync)
 
 
 def build_parser() -> argparse.ArgumentParser:

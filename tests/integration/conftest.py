@@ -1,13 +1,17 @@
-"""Real-broker fixtures. These tests fail (never skip) when Kafka cannot be started."""
+"""Real-broker and real-database fixtures. These tests fail (never skip) when Kafka or
+PostgreSQL cannot be started."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from localkafka import Broker, BrokerError, Cluster
+from localpg import PostgresError, Server
 
 pytestmark = pytest.mark.integration
 
@@ -48,3 +52,31 @@ def kafka_cluster() -> Iterator[Cluster]:
     yield cluster
     if not running:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Server]:
+    """A real PostgreSQL server on a free loopback port (binaries from Maven Central,
+    cluster under var/postgres/), started for the session unless ours already runs."""
+    server = Server()
+    running = server.running() and server.answers()
+    try:
+        server.start()
+    except PostgresError as exc:
+        ci = " (CI=true)" if os.environ.get("CI") == "true" else ""
+        pytest.fail(f"sync tests need a real PostgreSQL server{ci}: {exc}", pytrace=False)
+    print(f"\nPostgreSQL ready on {server.config.host}:{server.port()}")
+    yield server
+    if not running:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: Server) -> Iterator[str]:
+    """A new, empty database of its own for one test; dropped after it."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.dsn(name)
+    with psycopg.connect(postgres_server.dsn(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
