@@ -16,13 +16,11 @@ it (a clone under ``/root``), both move under the system temp directory instead.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import pwd
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import tarfile
@@ -32,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
+
+from localkafka.local import env_path, free_port, log_tail, maven_copy, port_open
 
 DEFAULT_VERSION = "17.5.0"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -43,10 +43,6 @@ class PostgresError(RuntimeError):
     """The local server could not be fetched, initialised or started; the message says why."""
 
 
-def _env_path(name: str, default: str) -> Path:
-    return Path(os.environ.get(name, default)).resolve()
-
-
 @dataclass(frozen=True)
 class ServerConfig:
     """Where the server lives. Environment variables override the defaults."""
@@ -55,11 +51,9 @@ class ServerConfig:
         default_factory=lambda: os.environ.get("MAILPULSE_PG_VERSION", DEFAULT_VERSION)
     )
     cache_dir: Path = field(
-        default_factory=lambda: _env_path("MAILPULSE_PG_CACHE", ".cache/postgres")
+        default_factory=lambda: env_path("MAILPULSE_PG_CACHE", ".cache/postgres")
     )
-    state_root: Path = field(
-        default_factory=lambda: _env_path("MAILPULSE_PG_STATE", "var/postgres")
-    )
+    state_root: Path = field(default_factory=lambda: env_path("MAILPULSE_PG_STATE", "var/postgres"))
     host: str = "127.0.0.1"
     # 0: a free port, chosen at each start and written to the state dir's ``port`` file.
     port: int = field(default_factory=lambda: int(os.environ.get("MAILPULSE_PG_PORT", "0")))
@@ -98,30 +92,13 @@ class Server:
         marker = dist / ".complete"
         if marker.exists():
             return dist
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise PostgresError("Maven is needed once to fetch PostgreSQL (apt-get install maven)")
         partial = dist.with_name("dist.partial")
         shutil.rmtree(partial, ignore_errors=True)
         jars = partial / "jars"
-        jars.mkdir(parents=True)
-        cmd = [
-            mvn,
-            "-q",
-            "-B",
-            "-f",
-            str(PACKAGE_DIR / "pom.xml"),
-            "dependency:copy-dependencies",
-            f"-Dpg.version={self.config.version}",
-            f"-Dpg.arch={_arch()}",
-            f"-DoutputDirectory={jars}",
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
-            raise PostgresError(
-                f"Maven could not fetch PostgreSQL {self.config.version}: " + "\n".join(tail)
-            )
+        properties = {"pg.version": self.config.version, "pg.arch": _arch()}
+        failed = maven_copy(PACKAGE_DIR / "pom.xml", jars, properties)
+        if failed is not None:
+            raise PostgresError(f"Maven could not fetch PostgreSQL {self.config.version}: {failed}")
         for jar in jars.glob("*.jar"):
             _unpack_txz(jar, partial)
         shutil.rmtree(jars)
@@ -169,7 +146,7 @@ class Server:
             return
         self.stop()
         self.init()
-        port = self.config.port or _free_port(self.config.host)
+        port = self.config.port or free_port(self.config.host)
         self.port_file.write_text(f"{port}\n")
         options = (
             f"-c listen_addresses={self.config.host} -p {port} "
@@ -209,11 +186,7 @@ class Server:
     def answers(self) -> bool:
         """True when the recorded port accepts TCP connections."""
         port = self.port()
-        if port is None:
-            return False
-        with contextlib.suppress(OSError), socket.create_connection((self.config.host, port), 1):
-            return True
-        return False
+        return port is not None and port_open(self.config.host, port)
 
     def port(self) -> int | None:
         try:
@@ -230,10 +203,7 @@ class Server:
         return f"postgresql://{SUPERUSER}:{password}@{self.config.host}:{port}/{database}"
 
     def log_tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no server log yet)"
+        return log_tail(self.log_file, lines, "(no server log yet)")
 
     # -- running as an unprivileged user --------------------------------------------------
 
@@ -277,13 +247,6 @@ def _unpack_txz(jar: Path, into: Path) -> None:
             if name.endswith(".txz"):
                 with z.open(name) as member, tarfile.open(fileobj=member, mode="r:xz") as tar:
                     tar.extractall(into, filter="data")
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _unprivileged_user() -> pwd.struct_passwd:

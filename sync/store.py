@@ -108,6 +108,8 @@ class Store(ABC):
     timestamp_type: str
     # Run after each table rename of a swap, if set (PostgreSQL's index names stay behind).
     rename_index: str | None = None
+    # The driver's own errors: the subscriber reports them as ``StoreUnavailable``.
+    driver_errors: tuple[type[Exception], ...] = ()
     dsn: str  # redacted: safe to log
 
     @abstractmethod
@@ -209,6 +211,7 @@ class SqliteStore(Store):
     """SQLite (stdlib ``sqlite3``) in WAL mode, so senders read while the subscriber writes."""
 
     timestamp_type = "TEXT"
+    driver_errors = (sqlite3.Error,)
 
     def __init__(self, path: Path) -> None:
         self.dsn = f"sqlite:///{path}"
@@ -258,6 +261,7 @@ class PostgresStore(Store):
         import psycopg  # only senders on PostgreSQL need the driver
 
         self.dsn = redact(dsn)
+        self.driver_errors = (psycopg.Error,)
         try:
             self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:

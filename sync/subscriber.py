@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from schemas.commands import SuppressionCommand
 from sync.apply import Delivered, Plan
-from sync.errors import BadCommand
+from sync.errors import BadCommand, StoreUnavailable
 from sync.settings import SyncSettings
 from sync.store import Store, Tables
 
@@ -60,7 +60,12 @@ class Database:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-db")
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """``fn(*args)`` on the database thread; a driver error becomes StoreUnavailable
+        (its text names no password: the DSN is only ever shown redacted)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except self.store.driver_errors as exc:
+            raise StoreUnavailable(f"{self.store.dsn}: {type(exc).__name__}: {exc}") from None
 
     async def apply(self, records: Iterable[Record], tables: Tables) -> Plan:
         batch = [d for d in map(decode, records) if d is not None]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import NoReturn
 
 import psycopg
 import pytest
@@ -14,6 +15,11 @@ from localkafka import Broker, BrokerError, Cluster
 from localpg import PostgresError, Server
 
 pytestmark = pytest.mark.integration
+
+
+def _cannot_start(what: str, exc: Exception) -> NoReturn:
+    ci = " (CI=true)" if os.environ.get("CI") == "true" else ""
+    pytest.fail(f"{what}{ci}: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +34,7 @@ def kafka_bootstrap() -> Iterator[str]:
             started_here = not ours_running
             broker.start()
         except BrokerError as exc:
-            ci = " (CI=true)" if os.environ.get("CI") == "true" else ""
-            pytest.fail(f"integration tests need the real Kafka broker{ci}: {exc}", pytrace=False)
+            _cannot_start("integration tests need the real Kafka broker", exc)
     print(f"\nbroker ready on {broker.config.bootstrap}")
     yield broker.config.bootstrap
     if started_here:
@@ -46,8 +51,7 @@ def kafka_cluster() -> Iterator[Cluster]:
     try:
         cluster.start()
     except BrokerError as exc:
-        ci = " (CI=true)" if os.environ.get("CI") == "true" else ""
-        pytest.fail(f"cluster tests need three real Kafka brokers{ci}: {exc}", pytrace=False)
+        _cannot_start("cluster tests need three real Kafka brokers", exc)
     print(f"\ncluster ready on {cluster.bootstrap}")
     yield cluster
     if not running:
@@ -63,8 +67,7 @@ def postgres_server() -> Iterator[Server]:
     try:
         server.start()
     except PostgresError as exc:
-        ci = " (CI=true)" if os.environ.get("CI") == "true" else ""
-        pytest.fail(f"sync tests need a real PostgreSQL server{ci}: {exc}", pytrace=False)
+        _cannot_start("sync tests need a real PostgreSQL server", exc)
     print(f"\nPostgreSQL ready on {server.config.host}:{server.port()}")
     yield server
     if not running:

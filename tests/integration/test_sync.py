@@ -63,7 +63,7 @@ class Subscriber:
         self.runs += 1
         log = self.log(self.runs)
         if slow:
-            extra = {"MAILPULSE_SYNC__BATCH_MAX_RECORDS": "5", "MAILPULSE_TEST_SYNC_PAUSE_S": "2"}
+            extra = {"MAILPULSE_SYNC__BATCH_MAX_RECORDS": "5", "MAILPULSE_TEST_SYNC_PAUSE_S": "1"}
             return service_process(
                 "tests.integration.sync_slow_commit", [], {**self.env, **extra}, log
             )
@@ -211,6 +211,22 @@ def _both(subs: list[Subscriber]) -> Iterator[None]:
         yield
 
 
+async def _kill_mid_stream(sub: Subscriber) -> None:
+    """Run the slow subscriber; kill -9 it while it waits to commit its second batch's
+    offsets (the database already holds that batch)."""
+    with sub.process(slow=True) as proc:
+        await eventually(
+            lambda: asyncio.to_thread(sub.db_commits, sub.runs),
+            lambda n: n >= 2,
+            timeout=60,
+            what=f"{sub.name}: two batches in the database",
+        )
+        proc.kill()
+        proc.wait()
+    applied = await asyncio.to_thread(sub.journal_ids)
+    assert 0 < len(applied) < len(BULK) + 1, f"{sub.name}: killed mid-stream"
+
+
 async def test_sync_follows_webhooks_through_kill_replay_and_rebuild(
     kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
 ) -> None:
@@ -218,7 +234,7 @@ async def test_sync_follows_webhooks_through_kill_replay_and_rebuild(
     subs = _subscribers(p, postgres_dsn, tmp_path)
     topic = p.topic("suppression.commands")
     async with running_ingest(p.ingest_settings()), aiohttp.ClientSession() as s:
-        with p.worker():
+        with p.worker() as worker:
             at = "2026-05-13T09:00:00Z"
             bulk = [nexus_event("bounced.hard", a, n=100 + i, at=at) for i, a in enumerate(BULK)]
             await _post_all(p, s, [*_soft_bounces(1, 1), *bulk])
@@ -228,19 +244,7 @@ async def test_sync_follows_webhooks_through_kill_replay_and_rebuild(
                 timeout=120,
                 what="the first suppression and the bulk's",
             )
-            for sub in subs:
-                with sub.process(slow=True) as proc:
-                    # Killed while it waits to commit the second batch's offsets.
-                    await eventually(
-                        lambda sub=sub: asyncio.to_thread(sub.db_commits, sub.runs),  # type: ignore[misc]
-                        lambda n: n >= 2,
-                        timeout=60,
-                        what=f"{sub.name}: two batches in the database",
-                    )
-                    proc.kill()
-                    proc.wait()
-                applied = await asyncio.to_thread(sub.journal_ids)
-                assert 0 < len(applied) < len(BULK) + 1, f"{sub.name}: killed mid-stream"
+            await asyncio.gather(*(_kill_mid_stream(sub) for sub in subs))
             with _both(subs):
                 await _post_all(
                     p, s, [nexus_event("delivered", FLAPPY, n=10, at="2026-05-13T10:04:00Z")]
@@ -260,6 +264,8 @@ async def test_sync_follows_webhooks_through_kill_replay_and_rebuild(
                 ids = {c["command_id"] for c in commands}
                 for sub in subs:
                     await _caught_up(p, sub, ids, records)
+            worker.kill()  # its part is done; a graceful stop would only cost time
+            worker.wait()
     await _check_final_state(subs, commands)
     for sub in subs:
         # The restart was handed the batch whose offsets the kill -9 left uncommitted.

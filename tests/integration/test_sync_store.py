@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sync.apply import Delivered
+from sync.errors import StoreUnavailable
 from sync.store import PostgresStore, SqliteStore, Store, Tables
 from tests.fixtures.commands import command, deliveries, positioned, topics
 
@@ -99,3 +100,13 @@ def test_postgres_swap_twice_and_is_suppressed(
     }
     assert tables == {live.state, live.applied}
     assert store.counts(live) == {"rows": 2, "suppressed": 1, "applied": 1}
+
+
+def test_a_refused_login_names_the_server_never_the_password(postgres_dsn: str) -> None:
+    wrong = postgres_dsn.replace("@", "x-wrong@", 1)
+    password = wrong.split(":")[2].split("@")[0]
+    with pytest.raises(StoreUnavailable) as refused:
+        PostgresStore(wrong)
+    assert "postgresql://mailpulse:***@127.0.0.1" in str(refused.value)
+    assert password not in str(refused.value)
+    assert "password authentication failed" in str(refused.value)

@@ -11,15 +11,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from aiokafka import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from sync.apply import Delivered, plan
 from sync.client import NotSynced, SuppressionList
-from sync.errors import ConfigError
+from sync.errors import BadCommand, ConfigError, StoreUnavailable
 from sync.store import SqliteStore, Store, Tables, open_store, redact
+from sync.subscriber import Database, decode
 from tests.fixtures.commands import T0, command, deliveries, positioned, topics
 
 TABLES = Tables("mailpulse_suppressions")
@@ -197,3 +200,32 @@ def test_dsns_are_parsed_and_passwords_never_shown() -> None:
             open_store(bad)
     with pytest.raises(ConfigError, match="table name"):
         Tables("x; DROP TABLE y")
+
+
+def _record(value: bytes | None, offset: int = 7) -> Any:
+    return ConsumerRecord(
+        topic="suppression.commands", partition=2, offset=offset, timestamp=0,
+        timestamp_type=0, key=b"a@example.com", value=value, checksum=None,
+        serialized_key_size=13, serialized_value_size=len(value or b""), headers=(),
+    )  # fmt: skip
+
+
+def test_decode_reads_commands_and_stops_at_one_it_cannot_read() -> None:
+    c = command("a@example.com", {"all": "hard_bounce"}, "all", cause="e1")
+    assert decode(_record(c.model_dump_json().encode())) == Delivered(2, 7, c)
+    assert decode(_record(None)) is None  # a tombstone applies nothing
+    newer = orjson.dumps({**c.model_dump(mode="json"), "schema_version": 2})
+    with pytest.raises(BadCommand, match=r"suppression.commands\[2\]@7 .*schema_version"):
+        decode(_record(newer))
+
+
+async def test_a_driver_error_becomes_store_unavailable(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")  # never prepared: no table
+    db = Database(store)
+    batch = positioned([command("a@example.com", {}, "all", cause="e1")])
+    with pytest.raises(
+        StoreUnavailable, match=r"sqlite:///.*s\.db: OperationalError: no such table"
+    ):
+        await db.call(store.apply, batch, NOW, TABLES)
+    db.close()
+    store.close()
