@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.ops.common import describe_group, topic_partitions
 from processors.ops.kafkaio import commit_offsets, group_lag
@@ -75,7 +76,29 @@ async def rebuild(settings: SyncSettings, store: Store) -> Rebuilt:
         db.close()
     await refuse_if_running(settings)  # one started meanwhile wrote to the old table
     await commit_offsets(settings.bootstrap_servers, settings.group_id, ends)
+    await _check_committed(settings, ends)
     return Rebuilt(progress.applied, ends)
+
+
+async def _check_committed(settings: SyncSettings, ends: dict[TopicPartition, int]) -> None:
+    """The group's offsets must now be the ends read; otherwise say so (the table is
+    rebuilt either way, and a run from older offsets only repeats commands)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.group_id)
+    finally:
+        await admin.close()
+    wrong = {
+        tp.partition
+        for tp, end in ends.items()
+        if tp not in committed or committed[tp].offset != end
+    }
+    if wrong:
+        raise SyncError(
+            f"table rebuilt, but the group's offsets on partitions {sorted(wrong)} did not "
+            "take; the next run repeats those commands (no-ops). Run the rebuild again to retry."
+        )
 
 
 async def status(settings: SyncSettings, store: Store) -> dict[str, Any]:
