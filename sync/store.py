@@ -139,7 +139,12 @@ class Store(ABC):
             self._execute(f"DROP TABLE IF EXISTS {tables.applied}")
 
     def apply(self, batch: Sequence[Delivered], now: datetime, tables: Tables) -> Plan:
-        """Apply one batch in one transaction; what it did (repeats change nothing)."""
+        """Apply one batch in one transaction; what it did (repeats change nothing).
+
+        The journal's primary key is the last word on a repeat: two subscribers applying
+        one command at once (a rebalance overlap) make one transaction fail, and its
+        batch, uncommitted, comes again.
+        """
         with self._transaction():
             done = self._applied(tables, {d.command.command_id for d in batch})
             step = plan(batch, done)
@@ -178,11 +183,11 @@ class Store(ABC):
     def swap(self, built: Tables, into: Tables) -> None:
         """Replace ``into`` by ``built`` in one transaction (readers see old or new)."""
         with self._transaction():
-            for old, new in ((into.state, built.state), (into.applied, built.applied)):
-                self._execute(f"DROP TABLE IF EXISTS {old}")
-                self._execute(f"ALTER TABLE {new} RENAME TO {old}")
+            for live, fresh in ((into.state, built.state), (into.applied, built.applied)):
+                self._execute(f"DROP TABLE IF EXISTS {live}")
+                self._execute(f"ALTER TABLE {fresh} RENAME TO {live}")
                 if self.rename_index:
-                    self._execute(self.rename_index.format(old=new, new=old))
+                    self._execute(self.rename_index.format(old=fresh, new=live))
 
     def is_suppressed(self, address: str, scopes: Sequence[str], tables: Tables) -> bool:
         marks = ", ".join("?" * len(scopes))
