@@ -5,5 +5,6 @@ COPY ingest ingest
 COPY processors processors
 COPY schemas schemas
 COPY localkafka localkafka
+COPY sync sync
 COPY config config
 RUN pip install --no-cache-dir .

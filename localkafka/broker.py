@@ -18,7 +18,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -26,6 +25,8 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from localkafka.local import env_path, log_tail, maven_copy, port_open
 
 DEFAULT_VERSION = "3.9.1"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -52,10 +53,6 @@ class BrokerError(RuntimeError):
     """The local broker could not be fetched, started or reached; the message says why."""
 
 
-def _env_path(name: str, default: str) -> Path:
-    return Path(os.environ.get(name, default)).resolve()
-
-
 @dataclass(frozen=True)
 class BrokerConfig:
     """Where the broker lives and how it listens. Environment variables override defaults."""
@@ -64,11 +61,9 @@ class BrokerConfig:
         default_factory=lambda: os.environ.get("MAILPULSE_KAFKA_VERSION", DEFAULT_VERSION)
     )
     cache_dir: Path = field(
-        default_factory=lambda: _env_path("MAILPULSE_KAFKA_CACHE", ".cache/kafka")
+        default_factory=lambda: env_path("MAILPULSE_KAFKA_CACHE", ".cache/kafka")
     )
-    state_root: Path = field(
-        default_factory=lambda: _env_path("MAILPULSE_KAFKA_STATE", "var/kafka")
-    )
+    state_root: Path = field(default_factory=lambda: env_path("MAILPULSE_KAFKA_STATE", "var/kafka"))
     host: str = "127.0.0.1"
     port: int = field(default_factory=lambda: int(os.environ.get("MAILPULSE_KAFKA_PORT", "9092")))
     controller_port: int = field(
@@ -116,30 +111,16 @@ class Broker:
         marker = jars / ".complete"
         if marker.exists():
             return jars
-        mvn = _require("mvn", "Maven is needed once to fetch Kafka's jars (apt-get install maven)")
+        _require("mvn", "Maven is needed once to fetch Kafka's jars (apt-get install maven)")
         _require(
             "java", "Java 17+ is needed to run Kafka (apt-get install openjdk-17-jre-headless)"
         )
         partial = jars.with_name("jars.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        cmd = [
-            mvn,
-            "-q",
-            "-B",
-            "-f",
-            str(PACKAGE_DIR / "pom.xml"),
-            "dependency:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-Dkafka.version={self.config.version}",
-            f"-DoutputDirectory={partial}",
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
-            raise BrokerError(
-                f"Maven could not fetch Kafka {self.config.version}: " + "\n".join(tail)
-            )
+        failed = maven_copy(
+            PACKAGE_DIR / "pom.xml", partial, {"kafka.version": self.config.version}
+        )
+        if failed is not None:
+            raise BrokerError(f"Maven could not fetch Kafka {self.config.version}: {failed}")
         shutil.rmtree(jars, ignore_errors=True)
         partial.rename(jars)
         marker.write_text(self.config.version + "\n")
@@ -219,7 +200,7 @@ class Broker:
                 return None
             # Our process, alive but not answering: a hung earlier run. Replace it.
             self.stop()
-        elif _port_open(self.config.host, self.config.port):
+        elif port_open(self.config.host, self.config.port):
             raise BrokerError(
                 f"{self.config.bootstrap} is already taken by a process this tool did not start; "
                 "stop it or set MAILPULSE_KAFKA_PORT"
@@ -296,7 +277,7 @@ class Broker:
 
     def is_ready(self, timeout: float = 5.0) -> bool:
         """True when a Kafka client completes a metadata round trip with a live broker."""
-        if not _port_open(self.config.host, self.config.port):
+        if not port_open(self.config.host, self.config.port):
             return False
 
         def probe() -> bool:
@@ -318,10 +299,7 @@ class Broker:
             return False
 
     def log_tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no broker log yet)"
+        return log_tail(self.log_file, lines, "(no broker log yet)")
 
     def signal(self, sig: signal.Signals) -> bool:
         """Send ``sig`` to our broker (SIGKILL, SIGSTOP, SIGCONT); True if one was running."""
@@ -440,7 +418,7 @@ class Cluster:
 
     def is_ready(self, timeout: float = 5.0) -> bool:
         """True when a client round trip through any node lists all three brokers."""
-        if not all(_port_open(n.config.host, n.config.port) for n in self.nodes):
+        if not all(port_open(n.config.host, n.config.port) for n in self.nodes):
             return False  # and no client logging connection errors for a stopped node
         try:
             brokers = asyncio.run(asyncio.wait_for(_brokers(self.bootstrap), timeout))
@@ -479,12 +457,6 @@ def _require(command: str, hint: str) -> str:
     if path is None:
         raise BrokerError(f"`{command}` was not found on PATH. {hint}")
     return path
-
-
-def _port_open(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-        return True
-    return False
 
 
 def _alive(pid: int) -> bool:

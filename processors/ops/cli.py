@@ -1,8 +1,9 @@
 """``mailpulse``: the operator CLI (status, replay, rebuild, re-publish, DLQ re-drive, SNS
-confirmations).
+confirmations, sync).
 
 Settings (broker, topic prefix, app id, generation) are the processors' own: the same
-config file and ``MAILPULSE_PROCESSORS__*`` environment the workers read.
+config file and ``MAILPULSE_PROCESSORS__*`` environment the workers read. ``sync``, the
+subscriber that runs beside a sender, reads its own ``[sync]`` settings.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Callable
 from types import ModuleType
 
 from processors.ops import rebuild, redrive, replay, republish, sns, status
+from sync import cli as sync
 
-COMMANDS: tuple[ModuleType, ...] = (status, replay, rebuild, republish, redrive, sns)
+COMMANDS: tuple[ModuleType, ...] = (status, replay, rebuild, republish, redrive, sns, sync)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,15 +1,25 @@
-"""Real-broker fixtures. These tests fail (never skip) when Kafka cannot be started."""
+"""Real-broker and real-database fixtures. These tests fail (never skip) when Kafka or
+PostgreSQL cannot be started."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from typing import NoReturn
 
+import psycopg
 import pytest
 
 from localkafka import Broker, BrokerError, Cluster
+from localpg import PostgresError, Server
 
 pytestmark = pytest.mark.integration
+
+
+def _cannot_start(what: str, exc: Exception) -> NoReturn:
+    ci = " (CI=true)" if os.environ.get("CI") == "true" else ""
+    pytest.fail(f"{what}{ci}: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +34,7 @@ def kafka_bootstrap() -> Iterator[str]:
             started_here = not ours_running
             broker.start()
         except BrokerError as exc:
-            ci = " (CI=true)" if os.environ.get("CI") == "true" else ""
-            pytest.fail(f"integration tests need the real Kafka broker{ci}: {exc}", pytrace=False)
+            _cannot_start("integration tests need the real Kafka broker", exc)
     print(f"\nbroker ready on {broker.config.bootstrap}")
     yield broker.config.bootstrap
     if started_here:
@@ -42,9 +51,35 @@ def kafka_cluster() -> Iterator[Cluster]:
     try:
         cluster.start()
     except BrokerError as exc:
-        ci = " (CI=true)" if os.environ.get("CI") == "true" else ""
-        pytest.fail(f"cluster tests need three real Kafka brokers{ci}: {exc}", pytrace=False)
+        _cannot_start("cluster tests need three real Kafka brokers", exc)
     print(f"\ncluster ready on {cluster.bootstrap}")
     yield cluster
     if not running:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Server]:
+    """A real PostgreSQL server on a free loopback port (binaries from Maven Central,
+    cluster under var/postgres/), started for the session unless ours already runs."""
+    server = Server()
+    running = server.running() and server.answers()
+    try:
+        server.start()
+    except PostgresError as exc:
+        _cannot_start("sync tests need a real PostgreSQL server", exc)
+    print(f"\nPostgreSQL ready on {server.config.host}:{server.port()}")
+    yield server
+    if not running:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: Server) -> Iterator[str]:
+    """A new, empty database of its own for one test; dropped after it."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.dsn(name)
+    with psycopg.connect(postgres_server.dsn(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
