@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from sync.apply import Delivered, Plan, Row, plan
+from sync.dsn import redact, scheme, scrub
 from sync.errors import ConfigError, StoreUnavailable
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
@@ -220,13 +220,16 @@ class SqliteStore(Store):
 
     def __init__(self, path: Path) -> None:
         self.dsn = f"sqlite:///{path}"
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are the explicit BEGIN/COMMIT below. One thread
         # at a time uses the connection (the subscriber's DB thread), not always the one
         # that opened it.
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open {self.dsn}: {exc}") from None
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -270,7 +273,11 @@ class PostgresStore(Store):
         try:
             self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"cannot connect to {self.dsn}: {exc}".strip()) from None
+            why = scrub(str(exc), dsn).strip()
+            raise StoreUnavailable(f"cannot connect to {self.dsn}: {why}") from None
+        except psycopg.Error as exc:  # libpq could not parse the DSN; its text quotes it
+            why = scrub(str(exc), dsn).strip()
+            raise ConfigError(f"the DSN {self.dsn} is not valid: {why}") from None
 
     def _transaction(self) -> Any:
         return self._conn.transaction()
@@ -294,24 +301,15 @@ class PostgresStore(Store):
 
 def open_store(dsn: str) -> Store:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``postgresql://...``."""
-    scheme = dsn.split(":", 1)[0].lower()
-    if scheme == "sqlite":
+    kind = scheme(dsn)
+    if kind == "sqlite":
         rest = dsn[len("sqlite:") :]
         if not rest.startswith("///") or len(rest) == 3:
             raise ConfigError("a SQLite DSN is sqlite:///relative/path.db or sqlite:////abs.db")
         return SqliteStore(Path(rest[3:]))
-    if scheme in ("postgresql", "postgres"):
+    if kind in ("postgresql", "postgres"):
         return PostgresStore(dsn)
-    raise ConfigError(f"unknown DSN scheme {scheme!r}: use sqlite:///PATH or postgresql://...")
-
-
-def redact(dsn: str) -> str:
-    """``dsn`` with its password (if any) replaced by ``***``: safe for logs and errors."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))
+    # The DSN itself is not echoed: without a scheme it may be libpq's key=value form,
+    # password included.
+    shown = "no URL scheme" if kind is None else f"unknown DSN scheme {kind!r}"
+    raise ConfigError(f"{shown}: use sqlite:///PATH or postgresql://...")

@@ -20,8 +20,9 @@ from pydantic import SecretStr
 
 from sync.apply import Delivered, plan
 from sync.client import NotSynced, SuppressionList
+from sync.dsn import redact, scrub
 from sync.errors import BadCommand, ConfigError, StoreUnavailable
-from sync.store import SqliteStore, Store, Tables, open_store, redact
+from sync.store import SqliteStore, Store, Tables, open_store
 from sync.subscriber import Database, decode
 from tests.fixtures.commands import T0, command, deliveries, positioned, topics
 
@@ -195,11 +196,39 @@ def test_dsns_are_parsed_and_passwords_never_shown() -> None:
     assert redact("postgresql://app:s3cret@db:5432/mail") == "postgresql://app:***@db:5432/mail"
     assert redact("postgresql://db/mail") == "postgresql://db/mail"
     assert redact("sqlite:///var/x.db") == "sqlite:///var/x.db"
-    for bad in ("mysql://x/y", "sqlite://x.db", "host=db password=x"):
-        with pytest.raises(ConfigError):
+    for bad in ("mysql://x/y", "sqlite://x.db", "host=db password=s3cret"):
+        with pytest.raises(ConfigError) as refused:
             open_store(bad)
+        assert "s3cret" not in str(refused.value)
     with pytest.raises(ConfigError, match="table name"):
         Tables("x; DROP TABLE y")
+
+
+def test_every_spelling_of_a_password_is_masked() -> None:
+    assert redact("postgresql://app@db/mail?password=s3cret&sslmode=require") == (
+        "postgresql://app@db/mail?password=***&sslmode=require"
+    )
+    assert (
+        redact("postgresql://app:p%40ss@[::1]:5432/mail") == "postgresql://app:***@[::1]:5432/mail"
+    )
+    dsn = "postgresql://app:p%40ss%zz@db/mail?password=other"
+    said = 'invalid percent-encoded token: "p%40ss%zz"; p@ss%zz; "other"'
+    assert scrub(said, dsn) == 'invalid percent-encoded token: "***"; ***; "***"'
+
+
+def test_a_dsn_libpq_cannot_parse_is_a_config_error_without_the_password() -> None:
+    # libpq quotes the token it could not decode: here, the password.
+    with pytest.raises(ConfigError) as refused:
+        open_store("postgresql://app:s3cret%zz@127.0.0.1:1/mail")
+    assert "s3cret" not in str(refused.value)
+    assert "postgresql://app:***@127.0.0.1:1/mail" in str(refused.value)
+
+
+def test_a_sqlite_file_that_cannot_be_opened_is_store_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreUnavailable, match="cannot open sqlite:///"):
+        open_store(f"sqlite:///{blocker / 'sub' / 's.db'}")
 
 
 def _record(value: bytes | None, offset: int = 7) -> Any:
