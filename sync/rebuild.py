@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.ops.common import describe_group, topic_partitions
 from processors.ops.kafkaio import commit_offsets, group_lag
+from processors.ops.progress import progress
 from sync.errors import SyncError
 from sync.settings import SyncSettings
 from sync.store import Store, Tables
@@ -56,28 +57,33 @@ async def rebuild(settings: SyncSettings, store: Store) -> Rebuilt:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        progress = Progress(settings.progress_interval_s, label="sync rebuild")
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            batch = await consumer.getmany(
-                *pending,
-                timeout_ms=settings.poll_timeout_ms,
-                max_records=settings.batch_max_records,
-            )
-            # Stop each partition at the end seen at the start: the group resumes there.
-            records = [r for tp, rs in batch.items() for r in rs if r.offset < ends[tp]]
-            progress.add(await db.apply(records, building))
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-            await progress.report(consumer, idle=not pending)
+        starts = await consumer.beginning_offsets(tps)
+        totals = Progress(settings.progress_interval_s, label="sync rebuild")
+        pending = {tp for tp in tps if ends[tp] > starts[tp]}
+        held = sum(ends[tp] - starts[tp] for tp in tps)  # what compaction left to read
+        with progress(f"sync rebuild {topic}", held) as bar:
+            while pending:
+                batch = await consumer.getmany(
+                    *pending,
+                    timeout_ms=settings.poll_timeout_ms,
+                    max_records=settings.batch_max_records,
+                )
+                # Stop each partition at the end seen at the start: the group resumes there.
+                records = [r for tp, rs in batch.items() for r in rs if r.offset < ends[tp]]
+                totals.add(await db.apply(records, building))
+                positions = {tp: await consumer.position(tp) for tp in tps}
+                pending = {tp for tp in pending if positions[tp] < ends[tp]}
+                read = sum(min(positions[tp], ends[tp]) - starts[tp] for tp in tps)
+                bar.update(read, held, f"{totals.applied:,} commands applied")
         await db.call(store.swap, building, live)
-        log.info("sync table rebuilt", table=live.state, applied=progress.applied)
+        log.info("sync table rebuilt", table=live.state, applied=totals.applied)
     finally:
         await consumer.stop()
         db.close()
     await refuse_if_running(settings)  # one started meanwhile wrote to the old table
     await commit_offsets(settings.bootstrap_servers, settings.group_id, ends)
     await _check_committed(settings, ends)
-    return Rebuilt(progress.applied, ends)
+    return Rebuilt(totals.applied, ends)
 
 
 async def _check_committed(settings: SyncSettings, ends: dict[TopicPartition, int]) -> None:

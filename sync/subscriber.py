@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TextIO, TypeAlias, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from pydantic import ValidationError
 
+from processors.ops.progress import Reporter, progress
 from schemas.commands import SuppressionCommand
 from sync.apply import Delivered, Plan
 from sync.errors import BadCommand, StoreUnavailable
@@ -33,6 +35,7 @@ from sync.store import Store, Tables
 log = structlog.get_logger("mailpulse.sync")
 T = TypeVar("T")
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+BAR_EVERY_S = 1.0
 
 
 def decode(record: Record) -> Delivered | None:
@@ -77,7 +80,8 @@ class Database:
 
 @dataclass
 class Progress:
-    """Totals since start, and a throttled log line with the lag."""
+    """Totals since start, a throttled log line with the lag, rate and time left, and on
+    a terminal a progress bar through the first catch-up."""
 
     interval_s: float
     label: str = "sync"
@@ -86,26 +90,57 @@ class Progress:
     lag: int | None = None  # as last measured; None before the first measure
     _logged_at: float = field(default_factory=time.monotonic)
     _logged_totals: tuple[int, int] = (0, 0)
+    _measured_at: float = float("-inf")
+    _bar: Reporter | None = None
+    _bar_stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def add(self, step: Plan) -> None:
         self.applied += len(step.fresh)
         self.repeats += step.repeats
 
+    def open_bar(self, out: TextIO) -> None:
+        """Show the catch-up on ``out`` (a bar on a terminal) until the lag is zero; the
+        JSON log stays on stdout, so a terminal's bar goes to stderr."""
+        self._bar = self._bar_stack.enter_context(
+            progress(f"{self.label} catch-up", None, unit="commands", out=out)
+        )
+
+    def close_bar(self) -> None:
+        self._bar = None
+        self._bar_stack.close()
+
     async def report(self, consumer: AIOKafkaConsumer, idle: bool, final: bool = False) -> None:
         """Log totals and lag every interval while anything moves, on catching up (the
-        first empty poll with no lag left) and at the end."""
+        first empty poll with no lag left) and at the end; move the bar every second."""
         now = time.monotonic()
         due = now - self._logged_at >= self.interval_s
-        if not (final or due or (idle and self.lag != 0)):
+        bar_due = self._bar is not None and now - self._measured_at >= BAR_EVERY_S
+        if not (final or due or bar_due or (idle and self.lag != 0)):
             return
         lag = await consumer_lag(consumer)
         if lag is None:  # no partitions assigned (yet): nothing to measure
             return
+        self._measured_at = now
+        handled = self.applied + self.repeats
+        if self._bar is not None:
+            self._bar.update(handled, handled + lag)
+            if lag == 0:
+                self.close_bar()
         caught_up = lag == 0 and self.lag != 0
         moved = (self.applied, self.repeats) != self._logged_totals
         if final or caught_up or (due and (moved or lag > 0)):
             event = "stopped" if final else "caught up" if caught_up else "progress"
-            log.info(f"{self.label} {event}", applied=self.applied, repeats=self.repeats, lag=lag)
+            seconds = now - self._logged_at
+            per_s = (handled - sum(self._logged_totals)) / seconds if seconds > 0 else 0.0
+            eta_s = round(lag / per_s) if per_s > 0 and lag > 0 else None
+            log.info(
+                f"{self.label} {event}",
+                applied=self.applied,
+                repeats=self.repeats,
+                lag=lag,
+                per_s=round(per_s, 1),
+                eta_s=eta_s,
+            )
             self._logged_at, self._logged_totals = now, (self.applied, self.repeats)
         self.lag = lag
 
@@ -160,6 +195,8 @@ async def run(settings: SyncSettings, store: Store, stop: asyncio.Event) -> None
         table=tables.state,
     )
     progress = Progress(settings.progress_interval_s)
+    if sys.stderr.isatty():
+        progress.open_bar(sys.stderr)
     try:
         if not await wait_for_topic(consumer, settings.topic_name, stop):
             return
@@ -178,6 +215,7 @@ async def run(settings: SyncSettings, store: Store, stop: asyncio.Event) -> None
             await progress.report(consumer, idle=not batch)
         await progress.report(consumer, idle=True, final=True)
     finally:
+        progress.close_bar()
         await consumer.stop()
         db.close()
 

@@ -331,6 +331,9 @@ async def _check_replay_and_rebuild(
         code, out = await sub.cli("rebuild")
         assert code == 0, out
         assert f"from {records} records: {len(ids)} commands applied" in out
+        # Not a terminal: the progress bar's plain lines, the last one at 100 %.
+        topic = p.topic("suppression.commands")
+        assert f"sync rebuild {topic}: {records}/{records} records (100%" in out, out
         assert await asyncio.to_thread(sub.query, STATE) == state, f"{sub.name}: rebuild differs"
         assert await asyncio.to_thread(sub.query, JOURNAL) == journal
         code, out = await sub.cli("status", "--json")

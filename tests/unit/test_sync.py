@@ -3,6 +3,7 @@ change nothing, and no order, batching or rewind of the deliveries changes the t
 
 from __future__ import annotations
 
+import io
 import random
 import sqlite3
 import uuid
@@ -13,17 +14,18 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from sync import subscriber
 from sync.apply import Delivered, plan
 from sync.client import NotSynced, SuppressionList
 from sync.dsn import redact, scrub
 from sync.errors import BadCommand, ConfigError, StoreUnavailable
 from sync.store import SqliteStore, Store, Tables, open_store
-from sync.subscriber import Database, decode
+from sync.subscriber import Database, Progress, decode
 from tests.fixtures.commands import T0, command, deliveries, positioned, topics
 
 TABLES = Tables("mailpulse_suppressions")
@@ -258,3 +260,45 @@ async def test_a_driver_error_becomes_store_unavailable(tmp_path: Path) -> None:
         await db.call(store.apply, batch, NOW, TABLES)
     db.close()
     store.close()
+
+
+class _Lagging:
+    """The three calls ``consumer_lag`` makes, on one partition at a settable position."""
+
+    def __init__(self, end: int) -> None:
+        self.tp, self.end, self.at = TopicPartition("suppression.commands", 0), end, 0
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.tp}
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {self.tp: self.end}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.at
+
+
+async def test_catch_up_shows_a_bar_until_caught_up_and_logs_rate_and_eta(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logged: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(subscriber.log, "info", lambda event, **kw: logged.append((event, kw)))
+    out = io.StringIO()  # no terminal: the bar's plain lines
+    consumer: Any = _Lagging(end=10)
+    p = Progress(interval_s=1e-6)
+    p.open_bar(out)
+    consumer.at, p.applied = 4, 4
+    await p.report(consumer, idle=False)
+    consumer.at, p.applied, p.repeats = 10, 9, 1
+    await p.report(consumer, idle=True)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("sync catch-up: 4/10 commands (40%, "), lines
+    assert "ETA" in lines[0]
+    assert lines[-1].startswith("sync catch-up: 10/10 commands (100%, "), lines
+    assert [event for event, _ in logged] == ["sync progress", "sync caught up"]
+    first, last = logged[0][1], logged[1][1]
+    assert (first["lag"], first["per_s"] > 0, isinstance(first["eta_s"], int)) == (6, True, True)
+    assert (last["lag"], last["repeats"], last["eta_s"]) == (0, 1, None)
+    consumer.at = consumer.end = 12  # caught up again later: the bar stays closed
+    await p.report(consumer, idle=True, final=True)
+    assert out.getvalue().splitlines() == lines
