@@ -12,11 +12,10 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import ValidationError
 
 from ingest.logs import configure_logging
-from processors.ops.common import OpsError
+from processors.ops.common import OpsError, one_line_errors
 from sync import rebuild as rebuilding
 from sync.errors import SyncError
 from sync.settings import SyncSettings, load_settings
@@ -87,16 +86,12 @@ def _run_with_store(name: str, main: Main, logs: bool = True) -> int:
         return 1
     if logs:
         configure_logging(settings.log_level)
-    try:
+
+    def opened() -> int:
         store = open_store(settings.dsn.get_secret_value())
         try:
             return asyncio.run(main(settings, store))
         finally:
             store.close()
-    except (SyncError, OpsError) as exc:
-        print(f"mailpulse {name}: {exc}", file=sys.stderr)
-    except KafkaConnectionError as exc:
-        print(f"mailpulse {name}: cannot reach the Kafka broker: {exc}", file=sys.stderr)
-    except KafkaError as exc:
-        print(f"mailpulse {name}: Kafka error: {exc!r}", file=sys.stderr)
-    return 1
+
+    return one_line_errors(name, opened, (SyncError, OpsError))

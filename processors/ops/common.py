@@ -36,9 +36,17 @@ def run_command(name: str, main: Callable[[ProcessorSettings], Coroutine[Any, An
     except ValidationError as exc:
         print(f"mailpulse {name}: invalid processors settings:\n{exc}", file=sys.stderr)
         return 1
+    return one_line_errors(name, lambda: asyncio.run(_in_generation(settings, main)))
+
+
+def one_line_errors(
+    name: str, run: Callable[[], int], expected: tuple[type[Exception], ...] = (OpsError,)
+) -> int:
+    """``run()``; an ``expected`` error or the broker's becomes one line on stderr and
+    exit status 1."""
     try:
-        return asyncio.run(_in_generation(settings, main))
-    except OpsError as exc:
+        return run()
+    except expected as exc:
         print(f"mailpulse {name}: {exc}", file=sys.stderr)
     except KafkaConnectionError as exc:
         print(f"mailpulse {name}: cannot reach the Kafka broker: {exc}", file=sys.stderr)

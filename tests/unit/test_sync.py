@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from processors.ops import cli
 from sync import subscriber
 from sync.apply import Delivered, plan
 from sync.client import NotSynced, SuppressionList
@@ -302,3 +303,12 @@ async def test_catch_up_shows_a_bar_until_caught_up_and_logs_rate_and_eta(
     consumer.at = consumer.end = 12  # caught up again later: the bar stays closed
     await p.report(consumer, idle=True, final=True)
     assert out.getvalue().splitlines() == lines
+
+
+def test_the_cli_says_a_bad_dsn_in_one_line_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MAILPULSE_SYNC__DSN", "host=db password=s3cret")
+    assert cli.main(["sync", "status"]) == 1
+    err = capsys.readouterr().err
+    assert err == "mailpulse sync status: no URL scheme: use sqlite:///PATH or postgresql://...\n"
