@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -23,19 +25,36 @@ def _status(url: str) -> int:
         return status
 
 
-def _read_until(proc: subprocess.Popen[str], line: str, timeout: float) -> list[str]:
-    """Lines of the stack's output up to and including ``line``; fails on timeout or exit."""
-    assert proc.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = proc.stdout.readline()
-        if not text:
-            raise AssertionError(f"./dev up exited ({proc.wait()}) before {line!r}: {seen}")
-        seen.append(text.rstrip("\n"))
-        if seen[-1] == line:
-            return seen
-    raise AssertionError(f"no {line!r} within {timeout:.0f} s: {seen}")
+class Output:
+    """The stack's output lines, read on a thread so that a wait for one can time out."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.proc = proc
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        stdout = proc.stdout
+
+        def pump() -> None:
+            for text in stdout:
+                self._lines.put(text.rstrip("\n"))
+            self._lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def until(self, line: str, timeout: float) -> list[str]:
+        """Lines up to and including ``line``; fails on timeout or exit, with what came."""
+        got: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                text = self._lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                raise AssertionError(f"no {line!r} within {timeout:.0f} s: {got}") from None
+            if text is None:
+                raise AssertionError(f"./dev up exited ({self.proc.wait()}) before {line!r}: {got}")
+            got.append(text)
+            if text == line:
+                return got
 
 
 def test_dev_up_is_up_only_once_both_services_answer(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -66,15 +85,16 @@ def test_dev_up_is_up_only_once_both_services_answer(kafka_bootstrap: str, tmp_p
         text=True,
     )
     try:
-        lines = _read_until(proc, UP, timeout=120)
+        out = Output(proc)
+        lines = out.until(UP, timeout=120)
         # Checked the moment it says so: both answer already.
         assert _status(f"http://127.0.0.1:{ingest_port}/readyz") == 200
         assert _status(f"http://127.0.0.1:{web_port}/openapi.json") == 200
         assert "waiting for ingest and the processors to answer ..." in lines
-        after = _read_until(proc, "Ctrl-C stops everything.", timeout=5)
+        after = out.until("Ctrl-C stops everything.", timeout=5)
         assert f"  POST webhooks to http://127.0.0.1:{ingest_port}/webhooks/<source>  " in after[0]
         proc.send_signal(signal.SIGINT)
-        _read_until(proc, "stopped.", timeout=60)
+        out.until("stopped.", timeout=60)
         assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:
