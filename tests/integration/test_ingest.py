@@ -25,7 +25,7 @@ from tests.fixtures.signing import (
     ses_signer,
     sign,
 )
-from tests.integration.helpers import read_all, unique
+from tests.integration.helpers import eventually, read_all, unique, wait_status
 from tests.integration.stack import free_port, running_ingest, service_process
 
 SG = [sendgrid_keys(), sendgrid_keys()]
@@ -154,28 +154,30 @@ async def test_broker_down_503_then_recovers_without_restart(tmp_path: Path) -> 
         )
         async with running_ingest(settings) as base, aiohttp.ClientSession() as s:
 
-            async def post(n: int) -> tuple[int, float, str | None]:
+            async def post(n: int) -> tuple[int, str | None]:
                 body, headers = sign("nexuspromail", _body("nexuspromail", n), "k", now=time.time())
-                began = time.monotonic()
                 async with s.post(
                     f"{base}/webhooks/nexuspromail", data=body, headers=headers
                 ) as resp:
-                    return resp.status, time.monotonic() - began, resp.headers.get("Retry-After")
+                    return resp.status, resp.headers.get("Retry-After")
 
             assert (await post(1))[0] == 200
             await asyncio.to_thread(broker.stop)
-            status, took, retry_after = await post(2)
+            # A 503 within the append timeout, not a request left hanging: the client
+            # gives up (and the test fails) well after that timeout.
+            status, retry_after = await asyncio.wait_for(
+                post(2), timeout=settings.kafka.append_timeout_s + 10
+            )
             assert status == 503
             assert retry_after is not None
             assert int(retry_after) > 0
-            assert took < settings.kafka.append_timeout_s + 2.0
-            assert await _readyz_becomes(s, base, 503)
+            await wait_status(s, f"{base}/readyz", 503, timeout=15)
             await asyncio.to_thread(broker.start)
-            deadline = time.monotonic() + 60
-            while (status := (await post(3))[0]) != 200 and time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
-            assert status == 200
-            assert await _readyz_becomes(s, base, 200)
+            await eventually(
+                lambda: post(3), lambda answer: answer[0] == 200, timeout=60,
+                what="a 200 once the broker is back",
+            )  # fmt: skip
+            await wait_status(s, f"{base}/readyz", 200, timeout=15)
         records = await read_all(broker.config.bootstrap, "webhooks.raw")
         bodies = [r.value for r in records]
         assert _body("nexuspromail", 1) in bodies
@@ -199,8 +201,8 @@ async def test_kill_minus_nine_loses_no_acknowledged_request(
     ok: list[bytes] = []
     with service_process("ingest", [], env, tmp_path / "ingest.log") as proc:
         base = f"http://127.0.0.1:{port}"
-        await _wait_ready(base)
         async with aiohttp.ClientSession() as s:
+            await wait_status(s, f"{base}/readyz", 200)
 
             async def client(worker: int, stop: Callable[[], bool]) -> None:
                 for n in range(400):  # bounded: at most 400 requests per client
@@ -237,29 +239,3 @@ async def test_kill_minus_nine_loses_no_acknowledged_request(
     stored = {r.value for r in records}
     missing = [b for b in ok if b not in stored]
     assert missing == [], f"{len(missing)} of {len(ok)} acknowledged requests are not in Kafka"
-
-
-async def _wait_ready(base: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as s:
-        while time.monotonic() < deadline:
-            try:
-                async with s.get(f"{base}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{base} not ready in {timeout}s")
-
-
-async def _readyz_becomes(
-    session: aiohttp.ClientSession, base: str, status: int, timeout: float = 15.0
-) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        async with session.get(f"{base}/readyz") as resp:
-            if resp.status == status:
-                return True
-        await asyncio.sleep(0.25)
-    return False
