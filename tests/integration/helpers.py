@@ -131,12 +131,23 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
 
 
 async def wait_committed(
-    bootstrap: str, group: str, topic: str, total: int, timeout: float = 60.0
+    bootstrap: str,
+    group: str,
+    topic: str,
+    total: int,
+    timeout: float = 60.0,
+    check: Callable[[], None] = lambda: None,
 ) -> int:
     """Wait until ``group`` has committed offsets summing to ``total`` on ``topic``; fail on
-    timeout with the sum reached."""
+    timeout with the sum reached. ``check`` runs before every probe (e.g. to fail at once
+    when a worker died)."""
+
+    async def committed() -> int:
+        check()
+        return await committed_offsets(bootstrap, group, topic)
+
     return await eventually(
-        lambda: committed_offsets(bootstrap, group, topic),
+        committed,
         lambda committed: committed >= total,
         timeout=timeout,
         what=f"{group} committing {total} offsets of {topic}",

@@ -100,7 +100,12 @@ class Pipeline:
             "MAILPULSE_PROCESSORS__LOG_LEVEL": os.environ.get(
                 "MAILPULSE_TEST_WORKER_LOG", "warning"
             ),
-        }
+            "MAILPULSE_PROCESSORS__TOPICS__REPLICATION_FACTOR": str(self.replication_factor),
+        } | (
+            {"MAILPULSE_PROCESSORS__TOPICS__MIN_INSYNC_REPLICAS": str(self.min_insync_replicas)}
+            if self.min_insync_replicas is not None
+            else {}
+        )
 
     @contextlib.contextmanager
     def worker(
@@ -144,8 +149,9 @@ class Pipeline:
         inputs = [(self.topic("webhooks.raw"), raw_records), *((self.topic(h), 0) for h in hops)]
         for topic, known in inputs:
             total = known or len(await read_all(self.bootstrap, topic))
-            await wait_committed(self.bootstrap, group, topic, total, timeout=600)
-            self.check_workers()
+            await wait_committed(
+                self.bootstrap, group, topic, total, timeout=600, check=self.check_workers
+            )
 
     async def settled(
         self, generation: str = "g1", hop_suffix: str = ""

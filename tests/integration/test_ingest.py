@@ -10,72 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-import orjson
 import pytest
 from pydantic import SecretStr
 
 from ingest.settings import IngestSettings, KafkaSettings, SourceSettings
 from localkafka import Broker, BrokerConfig
 from schemas.raw import H_SOURCE
-from tests.fixtures.signing import (
-    DEFAULT_URL,
-    mandrill_form,
-    new_whsec,
-    sendgrid_keys,
-    ses_signer,
-    sign,
-)
+from tests.fixtures.providers import SIGNING, provider_body, tamper
+from tests.fixtures.signing import DEFAULT_URL, ses_signer, sign
 from tests.integration.helpers import eventually, read_all, unique, wait_status
 from tests.integration.stack import free_port, running_ingest, service_process
-
-SG = [sendgrid_keys(), sendgrid_keys()]
-WHSEC = [new_whsec(), new_whsec()]
-# Per kind: the secrets ingest is configured with, and the ones the "provider" signs with.
-SIGNING: dict[str, tuple[list[str], list[str]]] = {
-    "nexuspromail": (["nx-old", "nx-new"], ["nx-old", "nx-new"]),
-    "generic": (["gen-1"], ["gen-1"]),
-    "svix": (WHSEC, WHSEC),
-    "resend": (WHSEC, WHSEC),
-    "sendgrid": ([k.public_key for k in SG], [k.private_key for k in SG]),
-    "mailgun": (["mg-old", "mg-new"], ["mg-old", "mg-new"]),
-    "postmark": (["hook:pw-old", "hook:pw-new"], ["hook:pw-old", "hook:pw-new"]),
-    "ses": ([], ["unused"]),
-    "mandrill": (["md-old", "md-new"], ["md-old", "md-new"]),
-}
-
-
-def _body(kind: str, n: int) -> bytes:
-    event = {
-        "id": f"evt_{kind}_{n}",
-        "type": "delivered",
-        "created_at": "2026-05-13T10:00:00Z",
-        "data": {"message_id": f"m{n}", "email": f"u{n}@example.com"},
-    }
-    if kind == "mailgun":
-        return orjson.dumps(
-            {"event-data": {"event": "delivered", "id": f"mg{n}", "recipient": f"u{n}@example.com"}}
-        )
-    if kind == "mandrill":
-        return mandrill_form(orjson.dumps([{"event": "send", "_id": f"md{n}", "ts": 1}]))
-    return orjson.dumps(event)
-
-
-def _tamper(kind: str, body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-    """The same request with one byte flipped in what the provider signs."""
-    if kind == "postmark":  # no signature: the credential is what authenticates
-        auth = headers["Authorization"]
-        return body, {
-            **headers,
-            "Authorization": auth[:-2] + ("A" if auth[-2] != "A" else "B") + auth[-1],
-        }
-    if kind == "mailgun":  # only timestamp + token are signed; flip a byte of the token
-        data = orjson.loads(body)
-        token = data["signature"]["token"]
-        data["signature"]["token"] = ("0" if token[0] != "0" else "1") + token[1:]
-        return orjson.dumps(data), headers
-    i = body.index(b"delivered" if kind != "mandrill" else b"send") + 1
-    flipped = body[:i] + bytes([body[i] ^ 0x01]) + body[i + 1 :]
-    return flipped, headers
 
 
 @pytest.fixture
@@ -114,15 +58,15 @@ async def test_every_provider_signed_is_appended_tampered_is_not(
     ):
         for kind, (_, signing) in SIGNING.items():
             for n, secret in enumerate(signing):  # every secret of a rotated source
-                body, headers = sign(kind, _body(kind, n), secret, now=time.time())
+                body, headers = sign(kind, provider_body(kind, n), secret, now=time.time())
                 assert await _post(s, base, kind, body, headers) == 200, (kind, n)
                 accepted.setdefault(kind, []).append(body)
-                bad_body, bad_headers = _tamper(kind, body, headers)
+                bad_body, bad_headers = tamper(kind, body, headers)
                 assert await _post(s, base, kind, bad_body, bad_headers) == 401, (kind, n)
         # Stale signed timestamps are refused where the scheme signs one.
         for kind in ("svix", "resend", "mailgun", "sendgrid"):
             secret = SIGNING[kind][1][0]
-            body, headers = sign(kind, _body(kind, 99), secret, now=time.time() - 3600)
+            body, headers = sign(kind, provider_body(kind, 99), secret, now=time.time() - 3600)
             assert await _post(s, base, kind, body, headers) == 401, kind
 
     records = await read_all(
@@ -155,7 +99,9 @@ async def test_broker_down_503_then_recovers_without_restart(tmp_path: Path) -> 
         async with running_ingest(settings) as base, aiohttp.ClientSession() as s:
 
             async def post(n: int) -> tuple[int, str | None]:
-                body, headers = sign("nexuspromail", _body("nexuspromail", n), "k", now=time.time())
+                body, headers = sign(
+                    "nexuspromail", provider_body("nexuspromail", n), "k", now=time.time()
+                )
                 async with s.post(
                     f"{base}/webhooks/nexuspromail", data=body, headers=headers
                 ) as resp:
@@ -180,8 +126,8 @@ async def test_broker_down_503_then_recovers_without_restart(tmp_path: Path) -> 
             await wait_status(s, f"{base}/readyz", 200, timeout=15)
         records = await read_all(broker.config.bootstrap, "webhooks.raw")
         bodies = [r.value for r in records]
-        assert _body("nexuspromail", 1) in bodies
-        assert _body("nexuspromail", 3) in bodies
+        assert provider_body("nexuspromail", 1) in bodies
+        assert provider_body("nexuspromail", 3) in bodies
     finally:
         await asyncio.to_thread(broker.stop)
 
@@ -210,7 +156,7 @@ async def test_kill_minus_nine_loses_no_acknowledged_request(
                         return
                     body, headers = sign(
                         "nexuspromail",
-                        _body("nexuspromail", worker * 1000 + n),
+                        provider_body("nexuspromail", worker * 1000 + n),
                         secret,
                         now=time.time(),
                     )
