@@ -58,11 +58,13 @@ class CommittedOffsets:
 
     Read once per partition and rebalance generation. The partition is named in the
     request, so the broker answers for it (-1: nothing committed); a response without it
-    carries a group-level error (aiokafka does not raise those), and the read is retried.
+    carries a group-level error (aiokafka does not raise those), and the read is retried,
+    as it is on a retriable client error (a broker down: the agent waits, it does not
+    crash), for ``attempts`` x ``pause_s`` (30 s).
     """
 
     def __init__(
-        self, bootstrap_servers: str, group_id: str, attempts: int = 50, pause_s: float = 0.2
+        self, bootstrap_servers: str, group_id: str, attempts: int = 150, pause_s: float = 0.2
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._group = group_id
@@ -80,18 +82,35 @@ class CommittedOffsets:
         return self._cache[key]
 
     async def _read(self, tp: TopicPartition) -> int | None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        await admin.start()
+        admin: AIOKafkaAdminClient | None = None
         try:
             for _ in range(self._attempts):
-                offsets = await admin.list_consumer_group_offsets(self._group, partitions=[tp])
+                try:
+                    if admin is None:
+                        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+                        await admin.start()
+                    offsets = await admin.list_consumer_group_offsets(self._group, partitions=[tp])
+                except KafkaError as exc:
+                    # A broker down or a coordinator moving: a new client asks another node.
+                    if not exc.retriable:
+                        raise
+                    await _closed(admin)
+                    admin = None
+                    await asyncio.sleep(self._pause_s)
+                    continue
                 if tp in offsets:
                     offset = offsets[tp].offset
                     return offset if offset >= 0 else None
                 await asyncio.sleep(self._pause_s)
         finally:
-            await admin.close()
+            await _closed(admin)
         raise LookupError(f"the broker did not give {self._group}'s committed offset of {tp}")
+
+
+async def _closed(admin: AIOKafkaAdminClient | None) -> None:
+    if admin is not None:
+        with contextlib.suppress(KafkaError):
+            await admin.close()
 
 
 class _NoReadOffsets(dict[Any, Any]):
