@@ -92,8 +92,8 @@ class Outcome:
     acknowledged: int
     lost: int
     double_counted: int
-    longest_without_200_s: float
-    caught_up_s: float
+    longest_without_200_s: float | None  # None: not measured (no steady load)
+    caught_up_s: float | None  # None: no processors in the scenario
     statuses: dict[int, int]
     notes: tuple[str, ...]
 

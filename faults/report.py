@@ -58,6 +58,10 @@ def _row(o: Outcome) -> str:
     answers = ", ".join(f"{n} x {status}" for status, n in o.statuses.items())
     return (
         f"| {o.scenario} | {o.load} | {o.acknowledged} | {o.lost} | {o.double_counted} "
-        f"| {o.longest_without_200_s:.1f} s | {o.caught_up_s:.1f} s | {answers} "
+        f"| {_seconds(o.longest_without_200_s)} | {_seconds(o.caught_up_s)} | {answers} "
         f"| {'; '.join(o.notes)} |"
     )
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"

@@ -16,28 +16,20 @@ from pydantic import SecretStr
 from ingest.settings import IngestSettings, KafkaSettings, SourceSettings
 from localkafka import Broker, BrokerConfig
 from schemas.raw import H_SOURCE
-from tests.fixtures.providers import SIGNING, provider_body, tamper
-from tests.fixtures.signing import DEFAULT_URL, ses_signer, sign
+from tests.fixtures.providers import SIGNING, provider_body, provider_sources, tamper
+from tests.fixtures.signing import ses_signer, sign
 from tests.integration.helpers import eventually, read_all, unique, wait_status
 from tests.integration.stack import free_port, running_ingest, service_process
 
 
 @pytest.fixture
 def settings(kafka_bootstrap: str) -> IngestSettings:
-    sources = {
-        kind: SourceSettings(
-            kind=kind,  # type: ignore[arg-type]
-            secrets=tuple(SecretStr(s) for s in configured),
-            public_url=DEFAULT_URL if kind == "mandrill" else None,
-        )
-        for kind, (configured, _) in SIGNING.items()
-    }
     return IngestSettings(
         port=free_port(),
         kafka=KafkaSettings(
             bootstrap_servers=kafka_bootstrap, topic_prefix=unique("ing") + ".", raw_partitions=3
         ),
-        sources=sources,
+        sources=provider_sources(),
     )
 
 
