@@ -41,16 +41,19 @@ from tests.integration.stack import running_ingest
 
 LIVE = "live"
 TAIL_S = 3.0  # load that keeps arriving once the fault is over
+MAX_RESTARTS = 3  # by the supervisor, per scenario: more is a crash loop
 
 
 @dataclass
 class Worker:
-    """The scenario's worker: killed and restarted by faults, on the same data dir."""
+    """The scenario's worker, on one data dir: killed and restarted by faults, and started
+    again when it exits by itself, as a supervisor (systemd, Kubernetes) would."""
 
     p: Pipeline
     stack: contextlib.ExitStack
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    exits: list[int] = field(default_factory=list)
 
     def start(self) -> None:
         self.proc = self.stack.enter_context(
@@ -66,6 +69,18 @@ class Worker:
     def restart(self) -> None:
         self.restarts += 1
         self.start()
+
+    async def supervise(self) -> None:
+        """Start the worker again whenever it exits (a kill by the scenario reaps it
+        first, so only exits of its own count)."""
+        while True:
+            await asyncio.sleep(0.5)
+            if self.proc is not None and self.proc.returncode is None:
+                code = self.proc.poll()
+                if code is not None:
+                    self.exits.append(code)
+                    assert len(self.exits) <= MAX_RESTARTS, f"crash loop: exits {self.exits}"
+                    self.start()
 
 
 @dataclass
@@ -117,12 +132,14 @@ async def run(
     p = Pipeline(
         cluster.bootstrap, tmp_path, raw_partitions=1, replication_factor=3, min_insync_replicas=2
     )
+    p.supervised = True
     load, stop = Load(), asyncio.Event()
     with contextlib.ExitStack() as stack:
         worker = Worker(p, stack)
         s = Scenario(name, cluster, p, load, worker)
         async with running_ingest(p.ingest_settings()):
             worker.start()
+            supervisor = asyncio.create_task(worker.supervise())
             sending = asyncio.create_task(
                 send(p, load, workload(tag), stop=stop, patience_s=patience_s)
             )
@@ -140,8 +157,20 @@ async def run(
                 await asyncio.wait_for(sending, timeout=300)
             load_ended = time.monotonic()
         await fully_in_sync(cluster.bootstrap, [p.topic("webhooks.raw")])
-        live = await p.settled(LIVE, hop_suffix=f".{LIVE}")
+        settling = asyncio.create_task(p.settled(LIVE, hop_suffix=f".{LIVE}"))
+        try:
+            # The supervisor ends only by failing (a crash loop): that fails the scenario.
+            await asyncio.wait([settling, supervisor], return_when=asyncio.FIRST_COMPLETED)
+            if supervisor.done():
+                supervisor.result()
+            live = await settling
+        finally:
+            supervisor.cancel()
+            settling.cancel()
         caught_up = time.monotonic() - load_ended
+    if worker.exits:
+        s.notes.append(f"worker exited by itself with {worker.exits}, restarted")
+    p.supervised = False  # the undisturbed run must not need a restart
     return await _check(s, live, caught_up)
 
 

@@ -54,10 +54,15 @@ class Pipeline:
     # On the three-broker cluster: 3 and 2 (the broker defaults are the single broker's).
     replication_factor: int = 1
     min_insync_replicas: int | None = None
+    # True when the test restarts workers that exit, as a supervisor would.
+    supervised: bool = False
     _workers: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
 
     def check_workers(self) -> None:
-        """Fail at once, with its log, if a worker died that no test killed."""
+        """Fail at once, with its log, if a worker died that no test killed (unless the
+        test supervises them)."""
+        if self.supervised:
+            return
         for proc, log in self._workers:
             if proc.returncode is None and proc.poll() is not None:
                 raise AssertionError(
