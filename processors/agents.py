@@ -169,6 +169,10 @@ def _address_key(item: CanonicalEvent | ManualAction) -> bytes:
 _MANUAL_ACTION_HEADERS = [(VALUE_TYPE_HEADER, MANUAL_ACTION_VALUE_TYPE.encode())]
 
 
+# The tables, by the names their changelogs carry ("<app id>-<name>-changelog").
+TABLES = ("addresses", "messages")
+
+
 @dataclass
 class Topology:
     """Every topic and table of one generation, named explicitly."""
@@ -204,8 +208,8 @@ class Topology:
             message_events=_raw_topic(app, names.message_events, parts),
             dlq=_raw_topic(app, names.dlq),
             suppression=_raw_topic(app, names.suppression),
-            addresses=table("addresses"),
-            messages=table("messages"),
+            addresses=table(TABLES[0]),
+            messages=table(TABLES[1]),
         )
 
 

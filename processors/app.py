@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ingest.logs import json_handler
 from ingest.openapi import served as openapi_document
 from processors.admin import register_admin
-from processors.agents import Topology, register_agents
+from processors.agents import TABLES, Topology, register_agents
 from processors.api import register_api
 from processors.generations import control_spec, generation_topics
 from processors.metrics import ProcessorMetrics
@@ -22,6 +22,9 @@ from processors.settings import ProcessorSettings
 from schemas.topics import COMPACTED_CONFIG, DLQ_CONFIG, EVENTS_CONFIG, RAW_CONFIG, TopicSpec
 
 log = structlog.get_logger("processors")
+
+# What Faust gives a table's changelog.
+CHANGELOG = {"cleanup.policy": "compact"}
 
 
 class QuietWorker(faust.Worker):
@@ -37,7 +40,9 @@ class QuietWorker(faust.Worker):
 
 
 def topic_specs(settings: ProcessorSettings) -> list[TopicSpec]:
-    """The topics the processors read and write (changelogs are Faust's own)."""
+    """The topics the processors read and write, the tables' changelogs and Faust's
+    assignor topic included: all exist, known to every broker, before the worker's
+    consumer joins its group (see ``schemas.topics.ensure_topics``)."""
     t = settings.topics
     rf, isr = t.replication_factor, t.min_insync_replicas
     names = generation_topics(settings)
@@ -48,6 +53,13 @@ def topic_specs(settings: ProcessorSettings) -> list[TopicSpec]:
         TopicSpec(names.dlq, 1, rf, DLQ_CONFIG, isr),
         TopicSpec(names.suppression, t.partitions, rf, COMPACTED_CONFIG, isr),
         control_spec(settings),
+        # Faust names these "<app id>-<table>-changelog" and "<app id>-__assignor-__leader"
+        # and creates them compacted; an existing topic it leaves as it is.
+        *(
+            TopicSpec(f"{settings.group_id}-{table}-changelog", t.partitions, rf, CHANGELOG, isr)
+            for table in TABLES
+        ),
+        TopicSpec(f"{settings.group_id}-__assignor-__leader", 1, rf, {}, isr),
     ]
 
 

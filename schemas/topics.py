@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.protocol.metadata import MetadataRequest
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -40,8 +43,18 @@ def durability_config(min_insync_replicas: int | None) -> dict[str, str]:
     return {"min.insync.replicas": str(min_insync_replicas)}
 
 
-async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
-    """Create each topic that does not exist yet; existing topics are left as they are."""
+async def ensure_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], visible_timeout_s: float = 60.0
+) -> None:
+    """Create each topic that does not exist yet (existing ones are left as they are), and
+    return once every broker's metadata names a leader for each partition of them all.
+
+    Why wait for every broker: a client's metadata comes from whichever broker it asks. A
+    Faust worker whose group leader assigned partitions from metadata that lacked a
+    just-created changelog ignored that topic, and its table recovery then waited for
+    partitions nobody was given: the worker answered "rebalancing" for good.
+    """
+    specs = list(specs)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -60,5 +73,32 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> None:
             # Another process may create it between list and create: that is fine.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([topic])
+        await _visible_everywhere(admin, {s.name: s.partitions for s in specs}, visible_timeout_s)
     finally:
         await admin.close()
+
+
+async def _visible_everywhere(
+    admin: AIOKafkaAdminClient, partitions: Mapping[str, int], timeout_s: float
+) -> None:
+    client = admin._client
+    request = MetadataRequest(topics=list(partitions), allow_auto_topic_creation=False)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        await client.force_metadata_update()
+        lacking: dict[int, list[str]] = {}
+        for broker in client.cluster.brokers():
+            answer = (await client.send(broker.nodeId, request)).to_object()
+            led = {
+                t["topic"]: sum(1 for p in t["partitions"] if p["leader"] >= 0)
+                for t in answer["topics"]
+                if t["error_code"] == 0
+            }
+            short = [name for name, n in partitions.items() if led.get(name, 0) < n]
+            if short:
+                lacking[broker.nodeId] = short
+        if not lacking:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"topics without a leader in a broker's metadata: {lacking}")
+        await asyncio.sleep(0.2)

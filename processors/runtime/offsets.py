@@ -34,6 +34,13 @@ What the guard does, per partition of one stream, per rebalance generation:
 
 If retention deleted the missing records before anyone read them, that is not a hole: the
 guard goes on from the partition's first offset, with a warning.
+
+A consumer that never delivers the sought records again is stuck, and only a new process
+gets it going: seen after all brokers of a cluster were stopped and started, when Faust's
+commit waited on for good and no seek took effect. When a partition's expected offset
+has not moved for ``stuck_after_s`` while the worker is assigned and ready and the broker
+holds records past it, the watcher crashes the app with ``ConsumerStuck``; the worker
+exits non-zero and its supervisor starts it again, from the committed offsets.
 """
 
 from __future__ import annotations
@@ -53,16 +60,22 @@ log = structlog.get_logger("processors")
 Partition = tuple[str, int]
 
 
+class ConsumerStuck(RuntimeError):
+    """A partition's records stopped reaching the agent while the broker holds them."""
+
+
 class CommittedOffsets:
     """The consumer group's committed offset of a partition, as the broker has it.
 
     Read once per partition and rebalance generation. The partition is named in the
     request, so the broker answers for it (-1: nothing committed); a response without it
-    carries a group-level error (aiokafka does not raise those), and the read is retried.
+    carries a group-level error (aiokafka does not raise those), and the read is retried,
+    as it is on a retriable client error (a broker down: the agent waits, it does not
+    crash), for ``attempts`` x ``pause_s`` (30 s).
     """
 
     def __init__(
-        self, bootstrap_servers: str, group_id: str, attempts: int = 50, pause_s: float = 0.2
+        self, bootstrap_servers: str, group_id: str, attempts: int = 150, pause_s: float = 0.2
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._group = group_id
@@ -80,18 +93,35 @@ class CommittedOffsets:
         return self._cache[key]
 
     async def _read(self, tp: TopicPartition) -> int | None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        await admin.start()
+        admin: AIOKafkaAdminClient | None = None
         try:
             for _ in range(self._attempts):
-                offsets = await admin.list_consumer_group_offsets(self._group, partitions=[tp])
+                try:
+                    if admin is None:
+                        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+                        await admin.start()
+                    offsets = await admin.list_consumer_group_offsets(self._group, partitions=[tp])
+                except KafkaError as exc:
+                    # A broker down or a coordinator moving: a new client asks another node.
+                    if not exc.retriable:
+                        raise
+                    await _closed(admin)
+                    admin = None
+                    await asyncio.sleep(self._pause_s)
+                    continue
                 if tp in offsets:
                     offset = offsets[tp].offset
                     return offset if offset >= 0 else None
                 await asyncio.sleep(self._pause_s)
         finally:
-            await admin.close()
+            await _closed(admin)
         raise LookupError(f"the broker did not give {self._group}'s committed offset of {tp}")
+
+
+async def _closed(admin: AIOKafkaAdminClient | None) -> None:
+    if admin is not None:
+        with contextlib.suppress(KafkaError):
+            await admin.close()
 
 
 class _NoReadOffsets(dict[Any, Any]):
@@ -134,6 +164,7 @@ class OffsetGuard:
         reseek_after_s: float = 5.0,
         quiet_s: float = 5.0,
         patience: float = 12.0,
+        stuck_after_s: float = 120.0,
     ) -> None:
         # ``consumer``: Faust's Consumer (``seek_wait``, ``highwater``, ``earliest_offsets``);
         # ``committed``: a ``CommittedOffsets`` (``async get(generation, topic, partition)``).
@@ -148,6 +179,9 @@ class OffsetGuard:
         self._quiet_s = quiet_s
         self._patience = patience
         self._last_any = time.monotonic()  # when any record last came
+        self._stuck_after_s = stuck_after_s
+        # partition -> when it was first sought back since its expected offset last moved
+        self._stalled_since: dict[Any, float] = {}
         self._watcher: asyncio.Task[None] | None = None
         self.holes = 0
 
@@ -168,7 +202,12 @@ class OffsetGuard:
         # the expected offset is sought back.
         while True:
             await asyncio.sleep(self._quiet_s)
-            await self.check_quiet_partitions()
+            try:
+                await self.check_quiet_partitions()
+            except ConsumerStuck as exc:
+                log.error("consumer_stuck", stream=self._name, error=str(exc))
+                await self._consumer.app.crash(exc)
+                return
 
     async def check_quiet_partitions(self) -> None:
         """Seek back each quiet partition whose end offset is past the expected offset."""
@@ -177,6 +216,9 @@ class OffsetGuard:
         app = getattr(self._consumer, "app", None)
         if app is not None and app.consumer_generation_id != generation:
             return  # a rebalance: the expected offsets are stale until records come
+        if app is not None and (app.rebalancing or not app.tables.actives_ready):
+            self._stalled_since.clear()  # recovering tables: records wait, by design
+            return
         stream_quiet = now - self._last_any >= self._quiet_s
         for tp, expected in list(self._next.items()):
             quiet_for = now - self._last_seen.get(tp, now)
@@ -185,6 +227,12 @@ class OffsetGuard:
             end = end_offset(self._consumer, tp)
             if generation != self._generation or end is None or end <= expected:
                 continue
+            stalled = now - self._stalled_since.get(tp, now)
+            if stalled >= self._stuck_after_s:
+                raise ConsumerStuck(
+                    f"{tp.topic}[{tp.partition}]: no record from offset {expected} for "
+                    f"{stalled:.0f} s, the broker holds up to {end}"
+                )
             await self._seek_back(tp, expected, end, now)
 
     async def admit(self, event: Any) -> bool:
@@ -197,6 +245,7 @@ class OffsetGuard:
             self._generation = message.generation_id
             self._next.clear()
             self._seeking.clear()
+            self._stalled_since.clear()
             self._last_seen = {tp: self._last_seen[tp]}
         expected = self._next.get(tp)
         if expected is None:
@@ -207,6 +256,7 @@ class OffsetGuard:
         if offset == expected:
             self._next[tp] = offset + 1
             self._seeking.pop(tp, None)
+            self._stalled_since.pop(tp, None)
             return True
         sought_at = self._seeking.get(tp)
         now = time.monotonic()
@@ -226,6 +276,7 @@ class OffsetGuard:
             self.holes += 1
         self._warn("offset_gap", tp, expected=expected, received=seen, action="seek_back")
         self._seeking[tp] = now
+        self._stalled_since.setdefault(tp, now)
         self._last_seen[tp] = now
         # ``seek_wait`` runs the seek on the consumer's own thread (plain ``seek`` would
         # touch aiokafka from this one: seen to stall the partition for good).

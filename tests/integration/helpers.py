@@ -36,20 +36,6 @@ async def eventually(
     return result
 
 
-async def quiet(probe: Callable[[], Awaitable[Any]], rounds: int = 6, timeout: float = 90.0) -> Any:
-    """Poll until the result stops changing for a few rounds; fail if it never does."""
-    deadline = time.monotonic() + timeout
-    last = await probe()
-    stable = 0
-    while stable < rounds:
-        assert time.monotonic() < deadline, f"still changing after {timeout:.0f} s"
-        await asyncio.sleep(0.5)
-        now = await probe()
-        stable = stable + 1 if now == last else 0
-        last = now
-    return last
-
-
 def unique(prefix: str) -> str:
     return f"{prefix}.{uuid.uuid4().hex[:10]}"
 
@@ -78,7 +64,8 @@ async def consume_until(
     done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
     timeout: float = 30.0,
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read ``topic`` from the beginning until ``done(records)`` or the timeout."""
+    """Read ``topic`` from the beginning until ``done(records)``; fail on timeout with
+    the number of records read."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -96,6 +83,10 @@ async def consume_until(
                 records.extend(part)
     finally:
         await consumer.stop()
+    if not done(records):
+        raise AssertionError(
+            f"{topic}: condition not met within {timeout:.0f} s; {len(records)} records read"
+        )
     return records
 
 
@@ -126,26 +117,41 @@ async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
         await admin.close()
 
 
-async def wait_committed(
-    bootstrap: str, group: str, topic: str, total: int, timeout: float = 60.0
-) -> int:
-    """Wait until ``group`` has committed offsets summing to ``total`` on ``topic``."""
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
+    """The sum of ``group``'s committed offsets on ``topic`` (0 where none)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
-    committed = 0
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            offsets = await admin.list_consumer_group_offsets(group)
-            committed = sum(m.offset for tp, m in offsets.items() if tp.topic == topic)
-            if committed >= total:
-                break
-            await asyncio.sleep(0.5)
+        offsets = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    return committed
+    return sum(m.offset for tp, m in offsets.items() if tp.topic == topic)
+
+
+async def wait_committed(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    total: int,
+    timeout: float = 60.0,
+    check: Callable[[], None] = lambda: None,
+) -> int:
+    """Wait until ``group`` has committed offsets summing to ``total`` on ``topic``; fail on
+    timeout with the sum reached. ``check`` runs before every probe (e.g. to fail at once
+    when a worker died)."""
+
+    async def committed() -> int:
+        check()
+        return await committed_offsets(bootstrap, group, topic)
+
+    return await eventually(
+        committed,
+        lambda committed: committed >= total,
+        timeout=timeout,
+        what=f"{group} committing {total} offsets of {topic}",
+    )
 
 
 # The tests read topics with their own plain aiokafka code, deliberately not with
@@ -203,3 +209,29 @@ def hop_events(records: list[Any]) -> list[dict[str, Any]]:
         elif kind is None:
             events.append(orjson.loads(record.value))
     return events
+
+
+async def http_status(session: Any, url: str) -> int | str:
+    """``url``'s status, or the connection error's name while nothing answers there."""
+    import aiohttp
+
+    try:
+        async with session.get(url) as resp:
+            status: int = resp.status
+            return status
+    except (aiohttp.ClientError, OSError) as exc:
+        return type(exc).__name__
+
+
+async def wait_status(session: Any, url: str, status: int | set[int], timeout: float = 60.0) -> int:
+    """Wait until ``url`` answers ``status`` (one of them, for a set); fail on timeout with
+    the last answer."""
+    wanted = status if isinstance(status, set) else {status}
+    answer = await eventually(
+        lambda: http_status(session, url),
+        lambda got: got in wanted,
+        timeout=timeout,
+        what=f"{url} answering {sorted(wanted)}",
+    )
+    assert isinstance(answer, int)
+    return answer

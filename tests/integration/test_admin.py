@@ -3,8 +3,6 @@ published as commands, and reproduced by a rebuild from the earliest raw offset.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,7 @@ import aiohttp
 import orjson
 
 from processors import openapi as processors_openapi
-from tests.integration.helpers import eventually, quiet, read_all
+from tests.integration.helpers import eventually, read_all, wait_status
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import free_port, running_ingest
 
@@ -28,19 +26,6 @@ async def _post(
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with s.post(url, data=orjson.dumps(body), headers=headers) as resp:
         return resp.status, orjson.loads(await resp.read())
-
-
-async def _wait_web(s: aiohttp.ClientSession, base: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            async with s.get(f"{base}/addresses/{BOUNCED}/") as resp:
-                if resp.status in (200, 404):
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.5)
-    raise TimeoutError(f"{base} did not answer within {timeout}s")
 
 
 async def test_manual_actions_apply_publish_and_survive_a_rebuild(
@@ -61,7 +46,7 @@ async def test_manual_actions_apply_publish_and_survive_a_rebuild(
             assert [(c["address"], c["change"]["action"]) for c in commands] == [
                 (BOUNCED, "suppress")
             ]
-            await _wait_web(s, base)
+            await wait_status(s, f"{base}/addresses/{BOUNCED}/", {200, 404}, timeout=120)
             async with s.get(f"{base}/openapi.json") as resp:
                 assert resp.status == 200
                 assert await resp.read() == processors_openapi.FILE.read_bytes()
@@ -130,7 +115,7 @@ async def test_manual_actions_apply_publish_and_survive_a_rebuild(
             manual = [r for r in events if b"manual_action" in dict(r.headers).values()]
             assert sorted(r.key for r in manual) == [BOUNCED.encode(), FRESH.encode()]
 
-            live = await quiet(lambda: p.table("addresses"))
+            live, _ = await p.settled()
             assert live[FRESH]["suppression"]["marketing"]["reason"] == "manual:asked"
             assert live[BOUNCED]["suppression"]["all"] is None
             assert len(await p.commands()) == 3  # nothing else happened meanwhile

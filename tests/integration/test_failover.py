@@ -38,10 +38,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from tests.integration.helpers import eventually, quiet
-from tests.integration.pipeline import Pipeline
+from tests.integration.helpers import eventually
+from tests.integration.pipeline import Pipeline, explain_counts, generation_env, mixed_events
 from tests.integration.stack import free_port, running_ingest
-from tests.integration.test_processors_crash import _events, _explain, _generation_env
 
 T = TypeVar("T")
 Partition = tuple[str, int]
@@ -217,7 +216,7 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def _worker_env(instance: str) -> dict[str, str]:
-    return {**_generation_env(GEN), "MAILPULSE_PROCESSORS__INSTANCE_ID": instance}
+    return {**generation_env(GEN), "MAILPULSE_PROCESSORS__INSTANCE_ID": instance}
 
 
 @dataclass(frozen=True)
@@ -300,10 +299,8 @@ async def _run_with_kill(
                 p.bootstrap, group, owners[victim], changelogs, killed_at, new_owner
             )
             await asyncio.wait_for(tasks[0], timeout=120)
-            await p.wait_all_committed(GEN, raw_records=len(events), hop_suffix=f".{GEN}")
             outcome = Outcome(
-                await quiet(lambda: p.table("addresses", GEN)),
-                await quiet(lambda: p.table("messages", GEN)),
+                *await p.settled(GEN, hop_suffix=f".{GEN}"),
                 {c["command_id"] for c in await p.commands(GEN)},
             )
             await _stop(tasks)  # before the workers stop, which is no rebalance
@@ -317,10 +314,8 @@ async def _run_with_kill(
 
 async def _reference(p: Pipeline, events: list[dict[str, Any]]) -> Outcome:
     """One worker, undisturbed, on the same raw topic."""
-    with p.worker("ref", _generation_env("ref")):
-        await p.wait_all_committed("ref", raw_records=len(events), hop_suffix=".ref")
-        addresses = await quiet(lambda: p.table("addresses", "ref"))
-        messages = await quiet(lambda: p.table("messages", "ref"))
+    with p.worker("ref", generation_env("ref")):
+        addresses, messages = await p.settled("ref", hop_suffix=".ref")
     return Outcome(addresses, messages, {c["command_id"] for c in await p.commands("ref")})
 
 
@@ -341,7 +336,7 @@ async def test_kill_one_of_two_workers_under_load_matches_undisturbed_run(
     kafka_bootstrap: str, tmp_path: Path, restart: bool
 ) -> None:
     p = Pipeline(kafka_bootstrap, tmp_path, raw_partitions=1)
-    events = _events(EVENTS, addresses=200)
+    events = mixed_events(EVENTS, addresses=200)
     async with (
         running_ingest(p.ingest_settings()),
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s,
@@ -353,7 +348,7 @@ async def test_kill_one_of_two_workers_under_load_matches_undisturbed_run(
     assert kill.posted < len(events), "the load was over before the kill"
     assert kill.addresses != ref.addresses, "the tables were already complete at the kill"
     assert ref.addresses, "the reference run applied nothing"
-    assert got.addresses == ref.addresses, _explain(got.addresses, ref.addresses)
+    assert got.addresses == ref.addresses, explain_counts(got.addresses, ref.addresses)
     assert got.messages == ref.messages
     assert ref.command_ids, "the stream holds hard bounces and complaints: expected commands"
     assert got.command_ids == ref.command_ids

@@ -14,7 +14,7 @@ command ids can only come from the kill.
 
 from __future__ import annotations
 
-import random
+import asyncio
 import signal
 from pathlib import Path
 from typing import Any
@@ -22,55 +22,17 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.helpers import eventually, quiet
-from tests.integration.pipeline import Pipeline, nexus_event
+from tests.integration.helpers import eventually
+from tests.integration.pipeline import (
+    Pipeline,
+    explain_counts,
+    generation_env,
+    mixed_events,
+)
 from tests.integration.stack import running_ingest
 
-KINDS = [
-    "delivered",
-    "delivered",
-    "opened",
-    "clicked",
-    "bounced.soft",
-    "bounced.soft",
-    "bounced.hard",
-    "complained",
-    "unsubscribed",
-]
-
-
-def _events(n: int, addresses: int, seed: int = 11, hot_share: float = 0.0) -> list[dict[str, Any]]:
-    """``n`` events over ``addresses`` (``hot_share`` of them for ``user0``), then retries."""
-    rng = random.Random(seed)
-    events = []
-    for i in range(n):
-        minute, second = divmod(rng.randrange(3600), 60)
-        at = f"2026-05-14T09:{minute:02d}:{second:02d}Z"
-        hot = rng.random() < hot_share
-        email = f"user{0 if hot else rng.randrange(addresses)}@example.com"
-        events.append(
-            nexus_event(
-                rng.choice(KINDS), email, n=i, at=at, message=f"msg_{rng.randrange(n // 3)}"
-            )
-        )
-    # Provider retries: some events delivered again later in the stream.
-    events += rng.sample(events, n // 10)
-    return events
-
-
-def _generation_env(gen: str) -> dict[str, str]:
-    # Separate internal and output topics per generation, one shared raw topic.
-    return {
-        f"MAILPULSE_PROCESSORS__TOPICS__{name.upper()}": f"{topic}.{gen}"
-        for name, topic in [
-            ("email_events", "email.events"),
-            ("message_events", "message.events"),
-            ("dlq", "webhooks.dlq"),
-            ("suppression", "suppression.commands"),
-            # Own control topic: each run is the active generation of its own world.
-            ("control", "mailpulse.control"),
-        ]
-    }
+FIRST = 20  # posted before the worker is known to be applying
+PACE_S = 0.01  # between webhooks: the rest of the stream outlasts the wait for the kill
 
 
 @pytest.mark.parametrize("hot_share", [0.0, 0.7], ids=["spread", "hot_key"])
@@ -78,50 +40,45 @@ async def test_kill_minus_nine_mid_stream_matches_undisturbed_run(
     kafka_bootstrap: str, tmp_path: Path, hot_share: float
 ) -> None:
     p = Pipeline(kafka_bootstrap, tmp_path, raw_partitions=1)
-    events = _events(600, addresses=40, hot_share=hot_share)
-    async with running_ingest(p.ingest_settings()), aiohttp.ClientSession() as s:
-        for e in events:
-            assert await p.post_nexus(s, e) == 200
+    events = mixed_events(600, addresses=40, hot_share=hot_share)
     distinct = {e["data"]["email"] for e in events}
+    posted = 0
 
-    async def addresses(gen: str) -> dict[str, Any]:
-        return await p.table("addresses", gen)
+    async def post(session: aiohttp.ClientSession, batch: list[dict[str, Any]]) -> None:
+        nonlocal posted
+        for e in batch:
+            assert await p.post_nexus(session, e) == 200
+            posted += 1
+            await asyncio.sleep(PACE_S)
 
-    with p.worker("ref", _generation_env("ref")):
-        await eventually(lambda: addresses("ref"), lambda t: set(t) == distinct, timeout=180)
-        # Let the last writes land too: every record of the raw topic and of both hops
-        # committed (an offset is committed only once its table write is acknowledged),
-        # then both tables stop changing.
-        await p.wait_all_committed("ref", raw_records=len(events), hop_suffix=".ref")
-        ref = await quiet(lambda: addresses("ref"))
-        ref_messages = await quiet(lambda: p.table("messages", "ref"))
+    async def addresses() -> dict[str, Any]:
+        return await p.table("addresses", "crash")
+
+    # The worker is killed while webhooks still arrive: it has records it has not
+    # committed, and more come after it is gone. It restarts on the local state the
+    # killed one left (same data dir).
+    async with running_ingest(p.ingest_settings()), aiohttp.ClientSession() as s:
+        with p.worker("crash", generation_env("crash"), datadir="crash") as worker:
+            await post(s, events[:FIRST])
+            await eventually(addresses, bool, timeout=180, what="the worker applying events")
+            rest = asyncio.create_task(post(s, events[FIRST:]))
+            await eventually(
+                addresses, lambda t: len(t) >= len(distinct) // 3, timeout=180,
+                what="a third of the addresses applied",
+            )  # fmt: skip
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            posted_at_kill = posted
+            await rest
+    assert posted_at_kill < len(events), "the stream had ended before the kill"
+    with p.worker("crash", generation_env("crash"), datadir="crash"):
+        crash, crash_messages = await p.settled("crash", hop_suffix=".crash")
+
+    with p.worker("ref", generation_env("ref")):
+        ref, ref_messages = await p.settled("ref", hop_suffix=".ref")
     ref_commands = {c["command_id"] for c in await p.commands("ref")}
     assert set(ref) == distinct
     assert ref_commands, "the stream holds hard bounces and complaints: expected commands"
-
-    # The restarted worker keeps the local state the killed one left (same data dir).
-    with p.worker("crash", _generation_env("crash"), datadir="crash") as worker:
-        await eventually(
-            lambda: addresses("crash"), lambda t: len(t) >= len(distinct) // 3, timeout=180
-        )
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-    with p.worker("crash", _generation_env("crash"), datadir="crash"):
-        crash = await eventually(lambda: addresses("crash"), lambda t: t == ref, timeout=180)
-        crash_messages = await eventually(
-            lambda: p.table("messages", "crash"), lambda t: t == ref_messages, timeout=60
-        )
-    assert crash == ref, _explain(crash, ref)
+    assert crash == ref, explain_counts(crash, ref)
     assert crash_messages == ref_messages
     assert {c["command_id"] for c in await p.commands("crash")} == ref_commands
-
-
-def _explain(crash: dict[str, Any], ref: dict[str, Any]) -> str:
-    """Per differing address: the event counts of both runs."""
-    lines = []
-    for address in sorted(set(crash) | set(ref)):
-        if crash.get(address) != ref.get(address):
-            got = (crash.get(address) or {}).get("counts")
-            want = (ref.get(address) or {}).get("counts")
-            lines.append(f"{address}: counts after the kill {got}, undisturbed {want}")
-    return "\n".join(lines)

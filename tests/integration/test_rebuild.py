@@ -4,17 +4,15 @@ and the old generation can then be dropped."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import aiohttp
 import orjson
 
 from processors.ops.rebuild import suppression_status
-from tests.integration.helpers import eventually, hop_events, latest_by_key, quiet, read_all
-from tests.integration.pipeline import Pipeline, nexus_event
+from tests.integration.helpers import eventually, hop_events, latest_by_key, read_all
+from tests.integration.pipeline import Pipeline, mixed_events, nexus_event
 from tests.integration.stack import running_ingest
-from tests.integration.test_processors_crash import _events
 
 
 async def _ids(p: Pipeline, topic: str) -> list[str]:
@@ -31,7 +29,7 @@ async def test_rebuild_equals_live_then_switch_and_drop(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     p = Pipeline(kafka_bootstrap, tmp_path)
-    events = _events(240, addresses=20, seed=21)
+    events = mixed_events(240, addresses=20, seed=21)
     for n, kind in enumerate(["bounced.hard", "complained", "unsubscribed"]):
         at = "2026-05-14T12:00:00Z"
         events.append(nexus_event(kind, f"rebuild{n}@example.com", n=9100 + n, at=at))
@@ -42,7 +40,7 @@ async def test_rebuild_equals_live_then_switch_and_drop(
 
         with p.worker():
             await eventually(lambda: p.table("addresses"), lambda t: set(t) == addresses, 180)
-            live = {t: await quiet(partial(p.table, t)) for t in ("addresses", "messages")}
+            live = dict(zip(("addresses", "messages"), await p.settled(), strict=True))
 
             hops_before = len(await read_all(p.bootstrap, p.topic("email.events")))
             run = await p.mailpulse("rebuild", "run", "--generation", "g2")

@@ -14,10 +14,9 @@ import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.ops.common import describe_group
-from tests.integration.helpers import eventually, quiet, read_all, wait_committed
-from tests.integration.pipeline import Pipeline, nexus_event
+from tests.integration.helpers import eventually, read_all, wait_committed
+from tests.integration.pipeline import Pipeline, mixed_events, nexus_event
 from tests.integration.stack import running_ingest
-from tests.integration.test_processors_crash import _events
 
 
 def consumer_groups(bootstrap: str, *args: str) -> str:
@@ -51,7 +50,7 @@ class Processed:
 async def _process(p: Pipeline, n: int, addresses: int, during: Any = None) -> Processed:
     """Post ``n`` events (plus three certain suppressions), run a worker until the tables
     hold every address, call ``during()`` while it still runs, then stop it."""
-    events = _events(n, addresses=addresses, seed=5)
+    events = mixed_events(n, addresses=addresses, seed=5)
     async with running_ingest(p.ingest_settings()), aiohttp.ClientSession() as s:
         for e in events:
             assert await p.post_nexus(s, e) == 200
@@ -65,8 +64,7 @@ async def _process(p: Pipeline, n: int, addresses: int, during: Any = None) -> P
 
     with p.worker():
         await eventually(lambda: p.table("addresses"), lambda t: set(t) == distinct, timeout=180)
-        before = await quiet(lambda: p.table("addresses"))
-        messages_before = await quiet(lambda: p.table("messages"))
+        before, messages_before = await p.settled()
         if during is not None:
             await during()
     commands_before = _ids(await p.commands())
@@ -79,8 +77,7 @@ async def _replays_to_same_state(p: Pipeline, before: Processed, wait_consumed: 
     """Restart the worker after a reset; same tables, and not one command published again."""
     with p.worker():
         await wait_consumed()
-        after = await quiet(lambda: p.table("addresses"))
-        messages_after = await quiet(lambda: p.table("messages"))
+        after, messages_after = await p.settled()
     assert after == before.addresses
     assert messages_after == before.messages
     # Same records, none added: a replay publishes no command again (not even a duplicate).

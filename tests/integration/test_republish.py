@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from processors.ops.common import describe_group
-from tests.integration.helpers import eventually, latest_by_key, quiet, read_all
+from tests.integration.helpers import eventually, latest_by_key, read_all
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import running_ingest
 
@@ -62,8 +62,7 @@ async def test_republish_same_ids_state_untouched(kafka_bootstrap: str, tmp_path
             later = nexus_event("delivered", "soft@example.com", n=20, at="2026-05-14T11:00:00Z")
             assert await p.post_nexus(s, later) == 200
             commands = await eventually(p.commands, lambda cs: len(cs) == 5, timeout=120)
-            table = await quiet(lambda: p.table("addresses"))
-            messages = await p.table("messages")
+            table, messages = await p.settled()
 
             live = await p.mailpulse("republish")
             assert live.code == 1, live

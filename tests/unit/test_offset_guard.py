@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from processors.runtime.offsets import OffsetGuard, keep_every_fetched_record
+from processors.runtime.offsets import ConsumerStuck, OffsetGuard, keep_every_fetched_record
 
 
 class TP(NamedTuple):
@@ -246,3 +246,37 @@ async def test_a_partition_waiting_behind_others_is_not_sought_back_too_soon(
         assert await admitted(guard, [ev(P1, offset)]) == [offset]
         await guard.check_quiet_partitions()
     assert consumer.seeks == [(P0, 11)]
+
+
+async def test_a_partition_whose_seeks_never_deliver_is_declared_stuck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The broker holds 11..19 but no seek brings them: after ``stuck_after_s`` the watcher
+    # gives up on this consumer (the app crashes, the supervisor starts a new process).
+    now = [100.0]
+    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    guard, consumer = guard_for({P0: 10})
+    assert await admitted(guard, [ev(P0, 10)]) == [10]
+    consumer.positions = {P0: 20}
+    for _ in range(23):  # 23 x 5 s: sought back again and again, under 120 s stalled
+        now[0] += 5
+        await guard.check_quiet_partitions()
+    assert len(consumer.seeks) > 10
+    now[0] += 10
+    with pytest.raises(ConsumerStuck, match=r"no record from offset 11 for 1\d\d s"):
+        await guard.check_quiet_partitions()
+
+
+async def test_a_record_at_the_expected_offset_ends_the_stall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    guard, consumer = guard_for({P0: 10})
+    consumer.positions = {P0: 20}
+    assert await admitted(guard, [ev(P0, 10), ev(P0, 15)]) == [10]  # a hole: sought back
+    now[0] += 1000
+    assert await admitted(guard, [ev(P0, 11)]) == [11]  # the seek delivered
+    now[0] += 6
+    await guard.check_quiet_partitions()  # quiet again: sought back, not stuck
+    assert consumer.seeks == [(P0, 11), (P0, 12)]
