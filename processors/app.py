@@ -16,6 +16,7 @@ from processors.api import register_api
 from processors.generations import control_spec, generation_topics
 from processors.metrics import ProcessorMetrics
 from processors.settings import ProcessorSettings
+from processors.webhooks.wiring import register_webhooks
 from schemas.topics import COMPACTED_CONFIG, DLQ_CONFIG, EVENTS_CONFIG, RAW_CONFIG, TopicSpec
 
 
@@ -42,6 +43,8 @@ def topic_specs(settings: ProcessorSettings) -> list[TopicSpec]:
         TopicSpec(names.message_events, t.partitions, rf, EVENTS_CONFIG, isr),
         TopicSpec(names.dlq, 1, rf, DLQ_CONFIG, isr),
         TopicSpec(names.suppression, t.partitions, rf, COMPACTED_CONFIG, isr),
+        # One partition: an endpoint's id is its creation record's offset (processors/webhooks).
+        TopicSpec(t.name(t.webhook_subscriptions), 1, rf, COMPACTED_CONFIG, isr),
         control_spec(settings),
     ]
 
@@ -98,6 +101,7 @@ def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
     register_agents(app, topology, settings, metrics)
     register_api(app, topology, settings)
     register_admin(app, topology, settings)
+    register_webhooks(app, settings)
 
     @app.page("/metrics")
     async def metrics_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
