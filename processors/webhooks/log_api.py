@@ -90,7 +90,9 @@ class LocalLog:
             raise WorkerUnavailable("no_route")
         return wanted
 
-    def op_list(self, webhook_id: int, parts: list[int] | None, args: Mapping[str, str]) -> list[Row]:
+    def op_list(
+        self, webhook_id: int, parts: list[int] | None, args: Mapping[str, str]
+    ) -> list[Row]:
         status = args.get("status")
         if status is not None and status not in DELIVERY_STATUSES:
             raise BadRequest("status must be pending, delivered or failed")
@@ -114,7 +116,9 @@ class LocalLog:
                 return partition, record
         return None
 
-    async def op_get(self, webhook_id: int, parts: list[int] | None, args: Mapping[str, str]) -> Any:
+    async def op_get(
+        self, webhook_id: int, parts: list[int] | None, args: Mapping[str, str]
+    ) -> Any:
         found = self.find(webhook_id, args.get("delivery_id", ""), parts)
         return None if found is None else found[1].model_dump(mode="json")
 

@@ -20,11 +20,12 @@ from schemas.webhooks import (
 )
 
 REF = "#/components/schemas/{model}"
-SECURITY = [{"webhooksToken": []}]
+SECURITY: list[dict[str, list[str]]] = [{"webhooksToken": []}]
 SECURITY_SCHEME = {
     "type": "http",
     "scheme": "bearer",
-    "description": "processors.webhooks.manage_token (MAILPULSE_PROCESSORS__WEBHOOKS__MANAGE_TOKEN).",
+    "description": "processors.webhooks.manage_token "
+    "(MAILPULSE_PROCESSORS__WEBHOOKS__MANAGE_TOKEN).",
 }
 
 
@@ -105,7 +106,13 @@ def _bad_body() -> dict[str, Any]:
 
 def _id(name: str = "webhook_id", description: str = "The endpoint's id.") -> dict[str, Any]:
     schema = {"type": "integer"} if name == "webhook_id" else {"type": "string"}
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema,
+    }
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -102,6 +102,9 @@ class DeliveryScheduler:
         self._loaded: set[int] = set()  # partitions whose deliveries are scheduled here
         self._writes: dict[int, set[asyncio.Future[None]]] = {}
         self._attempts: set[asyncio.Task[None]] = set()
+        # Records being attempted: a partition loaded again meanwhile (a rebalance that
+        # gave it back) must not start a second attempt of the same delivery.
+        self._flying: set[bytes] = set()
         self._last_prune = time.monotonic()
         self.attempted = 0  # attempts made (bench, tests)
 
@@ -109,8 +112,8 @@ class DeliveryScheduler:
 
     def attach(self, store: TableStore, writer: OrderedWriter) -> None:
         """The agent's store and writer (every write of the table goes through them)."""
+        self._drop(set(self._loaded))  # a new agent instance: partitions are loaded again
         self._store, self._writer = store, writer
-        self._loaded.clear()  # a new agent instance: partitions are loaded again
 
     def detach(self, writer: OrderedWriter) -> None:
         if self._writer is writer:
@@ -194,7 +197,7 @@ class DeliveryScheduler:
             if raw is None:
                 continue
             record = DeliveryRecord.model_validate_json(raw)
-            if record.status == "pending":
+            if record.status == "pending" and d.key_of(record) not in self._flying:
                 found += self._enqueue(webhook_id, _pending(record))
         log.info("webhook_partition_loaded", partition=partition, pending=found)
 
@@ -257,6 +260,7 @@ class DeliveryScheduler:
 
     async def _attempt(self, webhook_id: int, queue: EndpointQueue, item: Pending) -> None:
         ended, due = False, time.time() + self._settings.retry_base_s
+        self._flying.add(item.key)
         try:
             record = self.read(item.partition, item.key)
             if record is None or record.status != "pending":
@@ -266,10 +270,14 @@ class DeliveryScheduler:
             ended = record.status != "pending"
             if record.next_attempt_at is not None:
                 due = record.next_attempt_at.timestamp()
-            await self.write(item.partition, d.update_writes(record))
+            written = await self.write(item.partition, d.update_writes(record))
+            if written and not ended and item.key not in queue:
+                # Dropped while in flight, its partition loaded again since: still ours.
+                self._enqueue(webhook_id, _pending(record))
         except Exception:
             log.exception("webhook_attempt_failed", webhook_id=webhook_id)
         finally:
+            self._flying.discard(item.key)
             queue.finished(item, ended, due)
             self._wakes[webhook_id].set()
 
@@ -289,7 +297,8 @@ class DeliveryScheduler:
         outcome = d.after_attempt(
             record, result, _now(), self.schedule, self._rng, self._settings.attempts_kept
         )
-        log.info(
+        level = log.debug if outcome.record.status == "delivered" else log.info
+        level(
             "webhook_attempt",
             webhook_id=webhook_id,
             delivery_id=record.delivery_id,

@@ -1,15 +1,19 @@
 """Outbound webhooks end to end on the real broker, with real receivers on 127.0.0.1:
-a Node receiver checking signatures as seed 003 does, flaky, gone, dead and healthy
-aiohttp receivers; the delivery log, re-send and replay; refusals of private URLs."""
+a Node receiver checking signatures as seed 003's snippet does; aiohttp receivers that
+fail then succeed, answer 410, never answer, or answer at once; the delivery log,
+re-send and replay; kill -9 of the worker during deliveries."""
 
 from __future__ import annotations
 
-import time
+import asyncio
+import signal
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from tests.integration.helpers import eventually
 from tests.integration.pipeline import Pipeline, nexus_event
@@ -25,90 +29,229 @@ from tests.integration.webhooks import (
 )
 
 AT = "2026-05-20T08:00:00Z"
-# NexusProMail type -> the webhook type it is delivered as.
-KINDS = {
-    "opened": "email.open",
-    "clicked": "email.click",
-    "bounced.hard": "email.bounce",
-    "unsubscribed": "email.unsubscribe",
-    "delivered": "email.delivered",
-    "complained": "email.complaint",
-}
+KINDS = ["opened", "clicked", "bounced.hard", "unsubscribed", "delivered", "complained"]
+SEED_KEYS = {"id", "url", "events", "active", "created_at"}
 
 
-async def test_subscribed_events_are_delivered_once_signed_and_retried(
+class Hanging(Receiver):
+    """Accepts the connection and never answers (the sender's timeout ends each attempt)."""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def _statuses(manage: Manage, webhook_id: int) -> Counter[str]:
+    return Counter(r["status"] for r in await manage.deliveries(webhook_id))
+
+
+async def test_deliveries_are_signed_retried_isolated_and_logged(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     p = Pipeline(kafka_bootstrap, tmp_path)
     port = free_port()
     node_secret = "whsec_node_receiver_secret_0001"
-    flaky, gone = Receiver(script=[500, 500, 500]), Receiver(script=[410])
-    healthy = Receiver()
-    dead_url = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
-    timeout = aiohttp.ClientTimeout(total=20)
+    flaky, gone, healthy, later = Receiver([500, 500, 500]), Receiver([410]), Receiver(), Receiver()
+    hanging = Hanging()
+    # Two attempts in flight per endpoint, each cut after 1 s; a delivery is failed 4 s
+    # after its first attempt.
+    env = fast_delivery_env(MAX_AGE_S="4", TIMEOUT_S="1", ENDPOINT_CONCURRENCY="2")
     async with (
         running_ingest(p.ingest_settings()),
-        aiohttp.ClientSession(timeout=timeout) as s,
-        serving(flaky, gone, healthy),
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s,
+        serving(flaky, gone, healthy, hanging, later),
     ):
         with (
             node_receiver(node_secret, tmp_path / "node.log") as node,
-            p.worker(web_port=port, env=fast_delivery_env(MAX_AGE_S="4")),
+            p.worker(web_port=port, env=env),
         ):
             manage = Manage(s, port)
             await wait_ready(manage)
+            # Seed 003's create: given secret (not echoed), short event names echoed as given.
             node_hook = await manage.create(
                 f"{node}/hook", "bounce,unsubscribe,suppression.changed", node_secret
             )
-            assert "secret" in node_hook and node_hook["secret"] is None
-            made = await manage.create(flaky.url, "email.click")
-            flaky.secret = made["secret"]
-            assert flaky.secret.startswith("whsec_")
-            gone_hook = await manage.create(gone.url, "email.open")
-            gone.secret = gone_hook["secret"]
-            dead = await manage.create(dead_url, "email.delivered")
-            live = await manage.create(healthy.url, "email.delivered")
-            healthy.secret = live["secret"]
+            assert node_hook["secret"] is None
+            assert node_hook["events"] == "bounce,unsubscribe,suppression.changed"
+            for receiver, events in [
+                (flaky, "email.click"),
+                (gone, "email.open"),
+                (hanging, "email.delivered"),
+                (healthy, "email.delivered"),
+            ]:
+                made = await manage.create(receiver.url, events)
+                receiver.secret = made["secret"]  # generated, shown this once
+                receiver.webhook_id = made["id"]
+            status, listed = await manage.call("GET")
+            assert status == 200
+            assert [set(w) for w in listed["webhooks"]] == [SEED_KEYS] * 5
+            assert [w["id"] for w in listed["webhooks"]] == sorted(
+                w["id"] for w in listed["webhooks"]
+            )
+            # Refused whatever the configuration allows: a clear 422, nothing registered.
+            for url, reason in [
+                ("ftp://127.0.0.1/hook", "scheme_not_allowed"),
+                ("http://user:pw@127.0.0.1/hook", "credentials_in_url"),
+            ]:
+                status, answer = await manage.call("POST", body={"url": url, "events": "open"})
+                assert (status, answer["error"], answer["reason"]) == (
+                    422,
+                    "url_not_allowed",
+                    reason,
+                )
 
             events = [
                 nexus_event(kind, f"w{i}@example.com", n=i, at=AT, message=f"wmsg{i}")
-                for i, kind in enumerate([*KINDS, "bounced.hard", "opened", "delivered"])
+                for i, kind in enumerate(KINDS)
             ]
-            for e in events:
+            delivered = [
+                nexus_event("delivered", f"d{i}@example.com", n=100 + i, at=AT) for i in range(10)
+            ]
+            for e in [*events, *delivered]:
                 assert await p.post_nexus(s, e) == 200
 
-            async def node_got() -> list[dict[str, Any]]:
-                p.check_workers()
-                return await node_received(s, node)
-
-            # 2 hard bounces, 1 unsubscribe, and a suppression command for each of them and
-            # for the complaint (the default policy suppresses on all four).
-            got = await eventually(node_got, lambda r: len(r) >= 7, timeout=60, what="node")
-            assert all(r["verified"] for r in got), got
-            types = Counter(r["body"]["type"] for r in got)
-            assert types == {"email.bounce": 2, "email.unsubscribe": 1, "suppression.changed": 4}
-            assert len({r["id"] for r in got}) == 7
-
+            # The healthy endpoint gets all 11 deliveries while the hanging one beside it,
+            # subscribed to the same events, still holds its own (pending, in retries).
             await eventually(
-                lambda: _status(manage, made["id"]), lambda st: st == ["delivered"], timeout=30
+                lambda: _ids(p, healthy), lambda ids: len(ids) == 11, timeout=60, what="healthy"
             )
-            [row] = await manage.deliveries(made["id"])
-            assert row["attempts"] == 4
-            assert [a["status_code"] for a in row["history"]] == [500, 500, 500, 200]
-            assert len(flaky.deliveries) == 4 and all(d.verified for d in flaky.deliveries)
-            assert len({d.id for d in flaky.deliveries}) == 1
+            beside = await _statuses(manage, hanging.webhook_id)
+            assert beside["pending"] > 0, beside
+            assert all(d.verified for d in healthy.deliveries)
 
-            assert len(healthy.ids()) == 2
+            # The Node receiver verified every signature and got its types, each once:
+            # a hard bounce, an unsubscribe and a suppression command for each of them
+            # and for the complaint (the default policy suppresses on all three).
+            got = await eventually(
+                lambda: node_received(s, node), lambda r: len(r) >= 5, timeout=60, what="node"
+            )
+            await p.wait_all_committed("g1", raw_records=len(events) + len(delivered))
             await eventually(
-                lambda: _status(manage, dead["id"]),
-                lambda st: st == ["failed", "failed"],
+                lambda: _statuses(manage, node_hook["id"]),
+                lambda st: st == {"delivered": 5},
                 timeout=30,
             )
-            status, after = await manage.call("GET", f"/{gone_hook['id']}")
-            assert status == 200 and after["active"] is False
-            p.check_workers()
-            assert time.time()
+            got = await node_received(s, node)
+            assert all(r["verified"] for r in got), got
+            assert Counter(r["body"]["type"] for r in got) == {
+                "email.bounce": 1,
+                "email.unsubscribe": 1,
+                "suppression.changed": 3,
+            }
+            assert len({r["id"] for r in got}) == len(got) == 5
+            assert all(r["id"] == r["body"]["id"] for r in got)
+            bounce = next(r["body"] for r in got if r["body"]["type"] == "email.bounce")
+            assert (bounce["recipient"], bounce["email_id"]) == ("w2@example.com", "wmsg2")
+            assert bounce["data"]["type"] == "bounced.hard"
+
+            # 500, 500, 500, then 200: delivered once the fourth attempt succeeded.
+            [row] = await eventually(
+                lambda: manage.deliveries(flaky.webhook_id),
+                lambda rows: [r["status"] for r in rows] == ["delivered"],
+                timeout=30,
+            )
+            assert row["attempts"] == 4
+            assert [a["status_code"] for a in row["history"]] == [500, 500, 500, 200]
+            assert (row["last_status_code"], row["next_attempt_at"]) == (200, None)
+            assert len(flaky.deliveries) == 4
+            assert all(d.verified for d in flaky.deliveries)
+            assert len(flaky.ids()) == 1
+
+            # 410: the endpoint is deactivated, through the topic.
+            status, after = await manage.call("GET", f"/{gone.webhook_id}")
+            assert status == 200
+            assert after["active"] is False
+            [row] = await manage.deliveries(gone.webhook_id)
+            assert (row["status"], row["last_status_code"]) == ("failed", 410)
+
+            # The hanging endpoint's deliveries end failed after the maximum age.
+            failed = await eventually(
+                lambda: _statuses(manage, hanging.webhook_id),
+                lambda st: st == {"failed": 11},
+                timeout=30,
+                what="hanging endpoint failed",
+            )
+            assert failed == {"failed": 11}
+
+            # Point it at a working receiver, re-send one failed delivery, then replay
+            # the rest from a point in time: the receiver sees each id once, signed with
+            # the endpoint's secret.
+            later.secret = hanging.secret
+            status, _ = await manage.call("PATCH", f"/{hanging.webhook_id}", {"url": later.url})
+            assert status == 200
+            rows = await manage.deliveries(hanging.webhook_id)
+            first = rows[0]["delivery_id"]
+            status, resent = await manage.call(
+                "POST", f"/{hanging.webhook_id}/deliveries/{first}/resend"
+            )
+            assert (status, resent["status"]) == (202, "pending")
+            await eventually(lambda: _ids(p, later), lambda ids: ids == {first}, timeout=30)
+            since = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
+            status, replayed = await manage.call(
+                "POST", f"/{hanging.webhook_id}/replay", {"since": since}
+            )
+            assert (status, replayed["requeued"]) == (202, 11)
+            await eventually(lambda: _ids(p, later), lambda ids: len(ids) == 11, timeout=30)
+            assert all(d.verified for d in later.deliveries)
+            assert later.ids() == {r["delivery_id"] for r in rows}
+            status, one = await manage.call("GET", f"/{hanging.webhook_id}/deliveries/{first}")
+            assert (status, one["status"], one["payload"]["id"]) == (200, "delivered", first)
 
 
-async def _status(manage: Manage, webhook_id: int) -> list[str]:
-    return sorted(r["status"] for r in await manage.deliveries(webhook_id))
+async def _ids(p: Pipeline, receiver: Receiver) -> set[str]:
+    p.check_workers()
+    return receiver.ids()
+
+
+class Slow(Receiver):
+    """Answers 200 after a short pause, so that deliveries are in flight when killed."""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(0.02)
+        return await super().handle(request)
+
+
+async def test_kill_9_during_deliveries_loses_none(kafka_bootstrap: str, tmp_path: Path) -> None:
+    p = Pipeline(kafka_bootstrap, tmp_path)
+    port = free_port()
+    receiver = Slow()
+    env = {**fast_delivery_env(ENDPOINT_CONCURRENCY="2"), "MAILPULSE_PROCESSORS__INSTANCE_ID": "w1"}
+    events = [
+        nexus_event(["delivered", "opened"][i % 2], f"k{i % 20}@example.com", n=i, at=AT)
+        for i in range(120)
+    ]
+    async with (
+        running_ingest(p.ingest_settings()),
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s,
+        serving(receiver),
+    ):
+        with p.worker(web_port=port, env=env, datadir="w1") as worker:
+            manage = Manage(s, port)
+            await wait_ready(manage)
+            made = await manage.create(receiver.url, "email.delivered,email.open")
+            receiver.secret = made["secret"]
+            for e in events:
+                assert await p.post_nexus(s, e) == 200
+            await eventually(
+                lambda: _ids(p, receiver), lambda ids: len(ids) >= 20, timeout=60, what="some"
+            )
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+        seen_before = len(receiver.ids())
+        assert seen_before < len(events), "the kill came too late to matter"
+        with p.worker(web_port=port, env=env, datadir="w1"):
+            ids = await eventually(
+                lambda: _ids(p, receiver), lambda ids: len(ids) == 120, timeout=90, what="all"
+            )
+            sent = {e["id"] for e in events}
+            got = {d.json["event_id"].removeprefix("nexuspromail:") for d in receiver.deliveries}
+            assert got == sent
+            assert len(ids) == 120
+            assert all(d.verified for d in receiver.deliveries)
+            rows = await eventually(
+                lambda: manage.deliveries(made["id"]),
+                lambda rows: Counter(r["status"] for r in rows) == {"delivered": 120},
+                timeout=30,
+            )
+            assert {r["delivery_id"] for r in rows} == ids

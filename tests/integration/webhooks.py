@@ -67,6 +67,7 @@ class Receiver:
     secret: str = ""
     port: int = field(default_factory=free_port)
     deliveries: list[Delivery] = field(default_factory=list)
+    webhook_id: int = 0  # its endpoint's id, once registered
 
     @property
     def url(self) -> str:
@@ -82,7 +83,7 @@ class Receiver:
         return web.Response(status=status)
 
     def ids(self) -> set[str]:
-        """Delivery ids received and answered 2xx-worthy, deduplicated (what a receiver keeps)."""
+        """The delivery ids received, deduplicated (what a receiver that dedupes keeps)."""
         return {d.id for d in self.deliveries}
 
 
