@@ -82,7 +82,7 @@ def plan(
     view: SubscriptionView,
     partition: int,
     found: Sequence[d.Trigger],
-    max_age_s: float,
+    horizon_s: float,
     seq: Sequencer,
 ) -> list[Write]:
     """The writes of the deliveries ``found`` calls for and the table does not hold yet."""
@@ -90,7 +90,7 @@ def plan(
     writes: list[Write] = []
     for trigger in found:
         for subscriber in view.registry.subscribers(trigger.type):
-            if not d.wanted_by(trigger, subscriber, now, max_age_s):
+            if not d.wanted_by(trigger, subscriber, now, horizon_s):
                 continue
             identifier = d.delivery_id(subscriber.webhook_id, trigger.event_id)
             if store.get(partition, record_key(subscriber.webhook_id, identifier)) is not None:
@@ -108,7 +108,7 @@ def register_delivery_agent(
     view: SubscriptionView,
     scheduler: DeliveryScheduler,
     committed: CommittedOffsets,
-    max_age_s: float,
+    horizon_s: float,
 ) -> None:
     topic = app.topic(
         email_events,
@@ -137,7 +137,7 @@ def register_delivery_agent(
                     if view.registry.any_active():
                         found = triggers(event, commands)
                         partition = event.message.partition
-                        writes = plan(store, view, partition, found, max_age_s, seq)
+                        writes = plan(store, view, partition, found, horizon_s, seq)
                         if writes:
                             await writer.write(event, writes, last=False)
                     await writer.skip(event)

@@ -91,11 +91,12 @@ class Subscriber:
     created_at: datetime
 
 
-def wanted_by(trigger: Trigger, subscriber: Subscriber, now: datetime, max_age_s: float) -> bool:
-    """Does ``subscriber`` get ``trigger``: received after it registered, and young enough."""
+def wanted_by(trigger: Trigger, subscriber: Subscriber, now: datetime, horizon_s: float) -> bool:
+    """Does ``subscriber`` get ``trigger``: received after it registered, and younger than
+    ``horizon_s`` (the log's retention: an older delivery could not even be listed)."""
     if trigger.received_at < subscriber.created_at:
         return False
-    return (now - trigger.received_at).total_seconds() <= max_age_s
+    return (now - trigger.received_at).total_seconds() <= horizon_s
 
 
 def new_delivery(

@@ -30,7 +30,7 @@ import orjson
 import structlog
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from processors.admin import Reply, check_bearer
+from processors.admin import Reply, check_bearer, unauthorized, validation_detail
 from processors.webhooks.registry import Endpoint, create, deactivate, new_uid, rotate, update
 from processors.webhooks.signing import new_secret
 from processors.webhooks.ssrf import UrlGuard, UrlRefused
@@ -74,24 +74,12 @@ def authorize(token: SecretStr | None, authorization: str | None) -> Reply | Non
     verdict = check_bearer(authorization, token)
     if verdict == "ok":
         return None
-    if verdict == "disabled":
-        detail = "no webhook manage token is configured (processors.webhooks.manage_token)"
-        return Reply(403, {"error": "webhooks_disabled", "detail": detail})
-    challenge = f'Bearer realm="{REALM}"'
-    if verdict == "invalid":
-        challenge += ', error="invalid_token"'
-    return Reply(401, {"error": "unauthorized", "reason": verdict}, {"WWW-Authenticate": challenge})
+    disabled = ("webhooks_disabled", "processors.webhooks.manage_token")
+    return unauthorized(verdict, REALM, disabled)
 
 
 def unavailable(error: str) -> Reply:
     return Reply(503, {"error": error}, {"Retry-After": str(RETRY_AFTER_S)})
-
-
-def _validation_detail(exc: ValidationError) -> str:
-    # Locations and messages only, never the values (a secret may be among them).
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
-    )
 
 
 def _json(model: BaseModel, status: int = 200) -> Reply:
@@ -114,7 +102,7 @@ def _parse(model: type[BaseModel], body: bytes) -> BaseModel | Reply:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        return Reply(422, {"error": "invalid_request", "detail": _validation_detail(exc)})
+        return Reply(422, {"error": "invalid_request", "detail": validation_detail(exc)})
 
 
 def _refused(exc: UrlRefused) -> Reply:

@@ -173,10 +173,14 @@ class DeliveryScheduler:
         except (WorkerUnavailable, PartitionsNotOpen):
             return
         self._drop(self._loaded - dbs.keys())
+        if not self._view.ready:
+            # Nothing is attempted before every endpoint is known: an endpoint not read
+            # yet would look deleted.
+            with contextlib.suppress(TimeoutError):
+                await self._view.sync(timeout_s=self._settings.tick_s * 5)
+            return
         for partition in sorted(dbs.keys() - self._loaded):
             self._load(partition, dbs[partition])
-        if not self._view.ready:
-            return
         for webhook_id, queue in list(self._queues.items()):
             endpoint = self._view.registry.get(webhook_id)
             if endpoint is None or not endpoint.record.active:

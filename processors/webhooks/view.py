@@ -111,7 +111,11 @@ class SubscriptionView:
         round that began before ``at`` does not count: the next one does."""
         at = min(at, time.time())  # a sender's clock ahead of ours must not spin here
         while self.synced_at < at:
-            await self.sync()
+            try:
+                await self.sync()
+            except TimeoutError:
+                # The broker is slow or away: wait for it rather than read a stale view.
+                log.warning("subscription_sync_slow", topic=self.topic)
 
     async def _sync_once(self) -> float:
         started = time.time()

@@ -110,7 +110,7 @@ def register_webhooks(app: faust.App, settings: ProcessorSettings) -> Webhooks:
             view,
             scheduler,
             CommittedOffsets(settings.bootstrap_servers, settings.group_id),
-            w.max_age_s,
+            w.log_retention_s,
         )
         changelog = table.changelog_topic.get_topic_name()
         running = scheduler

@@ -10,7 +10,6 @@ import signal
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -74,13 +73,13 @@ async def test_deliveries_are_signed_retried_isolated_and_logged(
             )
             assert node_hook["secret"] is None
             assert node_hook["events"] == "bounce,unsubscribe,suppression.changed"
-            for receiver, events in [
+            for receiver, types in [
                 (flaky, "email.click"),
                 (gone, "email.open"),
                 (hanging, "email.delivered"),
                 (healthy, "email.delivered"),
             ]:
-                made = await manage.create(receiver.url, events)
+                made = await manage.create(receiver.url, types)
                 receiver.secret = made["secret"]  # generated, shown this once
                 receiver.webhook_id = made["id"]
             status, listed = await manage.call("GET")
@@ -242,7 +241,7 @@ async def test_kill_9_during_deliveries_loses_none(kafka_bootstrap: str, tmp_pat
         assert seen_before < len(events), "the kill came too late to matter"
         with p.worker(web_port=port, env=env, datadir="w1"):
             ids = await eventually(
-                lambda: _ids(p, receiver), lambda ids: len(ids) == 120, timeout=90, what="all"
+                lambda: _ids(p, receiver), lambda ids: len(ids) == 120, timeout=60, what="all"
             )
             sent = {e["id"] for e in events}
             got = {d.json["event_id"].removeprefix("nexuspromail:") for d in receiver.deliveries}

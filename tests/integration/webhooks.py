@@ -94,7 +94,8 @@ async def serving(*receivers: Receiver) -> AsyncIterator[None]:
         for receiver in receivers:
             app = web.Application()
             app.router.add_post("/hook", receiver.handle)
-            runner = web.AppRunner(app)
+            # A receiver that never answers must not hold the test's end up for a minute.
+            runner = web.AppRunner(app, shutdown_timeout=0.5)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", receiver.port).start()
             runners.append(runner)

@@ -79,7 +79,7 @@ def test_delivery_ids_are_deterministic_per_endpoint_and_event() -> None:
     assert d.delivery_id(1, "e") == "4769aa19-15d4-5e8a-8c75-c27d95756ad3"
 
 
-def test_an_endpoint_gets_events_received_after_it_registered_and_not_too_old() -> None:
+def test_an_endpoint_gets_events_received_after_it_registered_within_the_horizon() -> None:
     trigger = d.event_trigger(event(received=T0))
     assert trigger is not None
     before, after = d.Subscriber(1, T0 - timedelta(seconds=1)), d.Subscriber(2, T0 + timedelta(1))
