@@ -101,7 +101,7 @@ def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
     register_agents(app, topology, settings, metrics)
     register_api(app, topology, settings)
     register_admin(app, topology, settings)
-    register_webhooks(app, settings)
+    register_webhooks(app, settings, metrics)
 
     @app.page("/metrics")
     async def metrics_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:

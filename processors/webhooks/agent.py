@@ -26,13 +26,14 @@ import structlog
 from pydantic import ValidationError
 
 from processors.agents import decode_inputs
+from processors.metrics import ProcessorMetrics
 from processors.runtime.offsets import (
     CommittedOffsets,
     TopicsOffsetGuard,
     keep_every_fetched_record,
 )
 from processors.runtime.produce import changelog as changelog_of
-from processors.runtime.store import TableStore, Write
+from processors.runtime.store import TableStore
 from processors.runtime.writer import OrderedWriter
 from processors.webhooks import deliveries as d
 from processors.webhooks.keys import record_key
@@ -40,6 +41,7 @@ from processors.webhooks.scheduler import DeliveryScheduler
 from processors.webhooks.view import SubscriptionView
 from schemas.commands import SuppressionCommand
 from schemas.events import CanonicalEvent
+from schemas.webhooks import DeliveryRecord
 
 log = structlog.get_logger("processors.webhooks")
 
@@ -84,20 +86,21 @@ def plan(
     found: Sequence[d.Trigger],
     horizon_s: float,
     seq: Sequencer,
-) -> list[Write]:
-    """The writes of the deliveries ``found`` calls for and the table does not hold yet."""
+) -> list[DeliveryRecord]:
+    """The deliveries ``found`` calls for that the table does not hold yet."""
     now = datetime.now(UTC)
-    writes: list[Write] = []
+    records: dict[bytes, DeliveryRecord] = {}
     for trigger in found:
         for subscriber in view.registry.subscribers(trigger.type):
             if not d.wanted_by(trigger, subscriber, now, horizon_s):
                 continue
-            identifier = d.delivery_id(subscriber.webhook_id, trigger.event_id)
-            if store.get(partition, record_key(subscriber.webhook_id, identifier)) is not None:
-                continue  # created before: a replay or a repeat after a crash
-            record = d.new_delivery(trigger, subscriber.webhook_id, partition, seq(), now)
-            writes += d.creation_writes(record)
-    return writes
+            key = record_key(
+                subscriber.webhook_id, d.delivery_id(subscriber.webhook_id, trigger.event_id)
+            )
+            if key in records or store.get(partition, key) is not None:
+                continue  # created before: a replay, a repeat after a crash, a retry
+            records[key] = d.new_delivery(trigger, subscriber.webhook_id, partition, seq(), now)
+    return list(records.values())
 
 
 def register_delivery_agent(
@@ -109,6 +112,7 @@ def register_delivery_agent(
     scheduler: DeliveryScheduler,
     committed: CommittedOffsets,
     horizon_s: float,
+    metrics: ProcessorMetrics,
 ) -> None:
     topic = app.topic(
         email_events,
@@ -137,9 +141,12 @@ def register_delivery_agent(
                     if view.registry.any_active():
                         found = triggers(event, commands)
                         partition = event.message.partition
-                        writes = plan(store, view, partition, found, horizon_s, seq)
-                        if writes:
+                        records = plan(store, view, partition, found, horizon_s, seq)
+                        if records:
+                            writes = [w for r in records for w in d.creation_writes(r)]
                             await writer.write(event, writes, last=False)
+                            for record in records:
+                                metrics.webhook_deliveries.labels(record.type).inc()
                     await writer.skip(event)
             finally:
                 scheduler.detach(writer)

@@ -29,6 +29,7 @@ from typing import Any
 import faust
 import structlog
 
+from processors.metrics import ProcessorMetrics
 from processors.runtime.routing import WorkerUnavailable, check_ready
 from processors.runtime.scan import (
     PartitionsNotOpen,
@@ -51,7 +52,7 @@ from processors.webhooks.keys import (
     time_from,
 )
 from processors.webhooks.queues import EndpointQueue, Pending
-from processors.webhooks.retry import RetrySchedule
+from processors.webhooks.retry import RetrySchedule, verdict
 from processors.webhooks.sender import Sender
 from processors.webhooks.view import SubscriptionView
 from schemas.webhooks import DeliveryRecord
@@ -79,6 +80,7 @@ class DeliveryScheduler:
         view: SubscriptionView,
         sender: Sender,
         deactivate: Deactivate,
+        metrics: ProcessorMetrics,
         rng: random.Random | None = None,
     ) -> None:
         self._app = app
@@ -87,6 +89,7 @@ class DeliveryScheduler:
         self._view = view
         self._sender = sender
         self._deactivate = deactivate
+        self._metrics = metrics
         self._rng = rng or random.Random()
         self.schedule = RetrySchedule(
             settings.retry_base_s,
@@ -275,6 +278,8 @@ class DeliveryScheduler:
             if record.next_attempt_at is not None:
                 due = record.next_attempt_at.timestamp()
             written = await self.write(item.partition, d.update_writes(record))
+            if written and ended:
+                self._metrics.webhook_ended.labels(record.status).inc()
             if written and not ended and item.key not in queue:
                 # Dropped while in flight, its partition loaded again since: still ours.
                 self._enqueue(webhook_id, _pending(record))
@@ -301,6 +306,7 @@ class DeliveryScheduler:
         outcome = d.after_attempt(
             record, result, _now(), self.schedule, self._rng, self._settings.attempts_kept
         )
+        self._metrics.webhook_attempts.labels(verdict(result)).inc()
         level = log.debug if outcome.record.status == "delivered" else log.info
         level(
             "webhook_attempt",
@@ -339,7 +345,7 @@ class DeliveryScheduler:
         """The endpoint's deliveries in ``partition`` from ``since_ms`` on, in time order."""
         if self._store is None or partition not in self._loaded:
             return
-        db = self._table.data._db_for_partition(partition)
+        db = active_partition_dbs(self._table)[partition]
         start = time_from(webhook_id, since_ms)
         if after is not None and after >= start:
             start = after + b"\x00"

@@ -16,6 +16,7 @@ import faust
 import structlog
 
 from processors.generations import generation_topics
+from processors.metrics import ProcessorMetrics
 from processors.runtime.offsets import CommittedOffsets
 from processors.runtime.produce import DirectTopic
 from processors.settings import ProcessorSettings
@@ -68,7 +69,9 @@ class Webhooks:
     table: Any
 
 
-def register_webhooks(app: faust.App, settings: ProcessorSettings) -> Webhooks:
+def register_webhooks(
+    app: faust.App, settings: ProcessorSettings, metrics: ProcessorMetrics
+) -> Webhooks:
     w, t = settings.webhooks, settings.topics
     view = SubscriptionView(settings.bootstrap_servers, t.name(t.webhook_subscriptions))
     guard = UrlGuard(w.allow_http, w.allow_private_addresses)
@@ -100,7 +103,7 @@ def register_webhooks(app: faust.App, settings: ProcessorSettings) -> Webhooks:
             extra_topic_configs=t.durability(),
         )
         sender = Sender(guard, w.connect_timeout_s, w.timeout_s, w.max_response_bytes)
-        scheduler = DeliveryScheduler(app, table, w, view, sender, actions.deactivate_gone)
+        scheduler = DeliveryScheduler(app, table, w, view, sender, actions.deactivate_gone, metrics)
         names = generation_topics(settings)
         register_delivery_agent(
             app,
@@ -111,6 +114,7 @@ def register_webhooks(app: faust.App, settings: ProcessorSettings) -> Webhooks:
             scheduler,
             CommittedOffsets(settings.bootstrap_servers, settings.group_id),
             w.log_retention_s,
+            metrics,
         )
         changelog = table.changelog_topic.get_topic_name()
         running = scheduler
