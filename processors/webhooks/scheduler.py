@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import orjson
 import structlog
 
 from processors.metrics import ProcessorMetrics
@@ -129,9 +130,17 @@ class DeliveryScheduler:
             return  # the partition's load will find them under its pending entries
         for key, value in writes:
             if key.startswith(RECORD) and value is not None:
-                record = DeliveryRecord.model_validate_json(value)
-                if record.status == "pending":
-                    self._enqueue(record.webhook_id, _pending(record))
+                # The agent validated this record a moment ago: read the few fields the
+                # queue needs without validating the whole payload again.
+                fields = orjson.loads(value)
+                if fields["status"] == "pending":
+                    due = datetime.fromisoformat(
+                        fields["next_attempt_at"] or fields["window_start"]
+                    )
+                    item = Pending(
+                        key, partition, fields["address"], fields["seq"], due.timestamp()
+                    )
+                    self._enqueue(fields["webhook_id"], item)
 
     async def on_revoked(self, partitions: Iterable[int]) -> None:
         """Before Faust hands ``partitions`` to another worker: no more writes for them,

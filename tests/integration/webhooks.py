@@ -34,7 +34,7 @@ def fast_delivery_env(**overrides: str) -> dict[str, str]:
         "ALLOW_PRIVATE_ADDRESSES": "true",
         "RETRY_BASE_S": "0.2",
         "RETRY_CAP_S": "0.5",
-        "MAX_AGE_S": "30",
+        "MAX_AGE_S": "300",
         "TIMEOUT_S": "2",
         "CONNECT_TIMEOUT_S": "1",
         "TICK_S": "0.2",
