@@ -124,6 +124,10 @@ def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
         broker_heartbeat_interval=2.0,
         consumer_group_instance_id=group_instance_id(settings),
         table_standby_replicas=0,
+        # Every topic exists before the app starts (``topic_specs``, changelogs included).
+        # Faust's own declaration asks the controller the metadata names, and a worker
+        # starting while that broker was down exited with NodeNotReadyError.
+        topic_allow_declare=False,
         # The worker re-configures logging when it starts: keep our JSON lines on stdout
         # instead of its coloured text (no handlers of its own, ours added after).
         logging_config={"version": 1, "disable_existing_loggers": False},

@@ -158,8 +158,19 @@ async def wait_committed(
 # processors.ops.kafkaio: what the product wrote is checked by a reader it does not share.
 
 
-async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record now in ``topic`` (all partitions, up to their current end offsets)."""
+async def read_all(
+    bootstrap: str, topic: str, timeout: float = 120.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record now in ``topic`` (all partitions, up to their current end offsets);
+    fails if they cannot be read within ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_all(bootstrap, topic)
+    except TimeoutError:
+        raise AssertionError(f"{topic}: not read to its end offsets in {timeout:.0f} s") from None
+
+
+async def _read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
