@@ -124,16 +124,34 @@ def _behind(app: faust.App, event: faust.EventT[bytes]) -> bool:
 
 class KeyPartition:
     """The partition a keyed record of ``topic`` gets (the producer's default
-    partitioner over the topic's partitions as the consumer's metadata has them)."""
+    partitioner over the topic's partitions as the consumer's metadata has them).
 
-    def __init__(self, app: faust.App, topic: str) -> None:
+    The partitioner (murmur2 in pure Python) cost more per event than our own mapping, and
+    busy keys come again and again, so results are kept for up to ``cache_size`` keys. A
+    cached partition is only served while the topic has the partition count it was
+    computed for (a key's partition depends on nothing else); the cache is emptied when
+    full, which keeps it bounded without per-hit bookkeeping.
+    """
+
+    def __init__(self, app: faust.App, topic: str, cache_size: int = 100_000) -> None:
         self._consumer = app.consumer
         self._topic = topic
+        self._cache_size = cache_size
+        self._cache: dict[bytes, int] = {}
+        self._cached_for: int | None = None  # the partition count the cache is valid for
 
     def __call__(self, key: bytes) -> int:
-        partition: int | None = self._consumer.key_partition(self._topic, key)
+        count: int | None = self._consumer.topic_partitions(self._topic)
+        if count != self._cached_for or len(self._cache) >= self._cache_size:
+            self._cache, self._cached_for = {}, count
+        partition = self._cache.get(key)
+        if partition is not None:
+            return partition
+        partition = self._consumer.key_partition(self._topic, key)
         if partition is None:
             raise RuntimeError(f"no metadata for {self._topic}: a key has no partition yet")
+        if count is not None:
+            self._cache[key] = partition
         return partition
 
     async def known(self, timeout_s: float = 60.0) -> None:
