@@ -35,7 +35,7 @@ import base64
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from typing import Any, Protocol, TypeVar, cast
 
 import faust
@@ -238,6 +238,10 @@ def register_agents(
         return DirectTopic(app, topic.get_topic_name())
 
     committed = CommittedOffsets(settings.bootstrap_servers, settings.group_id)
+    # Each counter's children looked up once per label values (a few providers, tables,
+    # actions): ``labels()`` takes a lock and checks its arguments on every call.
+    normalised_of, applied_of = cache(metrics.normalised.labels), cache(metrics.applied.labels)
+    duplicates_of, commands_of = cache(metrics.duplicates.labels), cache(metrics.commands.labels)
     # What the agents write, sent straight to the producer (processors/runtime/produce.py).
     dlq, suppression = direct(topo.dlq), direct(topo.suppression)
     email_events, message_events = direct(topo.email_events), direct(topo.message_events)
@@ -310,13 +314,13 @@ def register_agents(
                 partition=by_address(key),
                 headers=_MANUAL_ACTION_HEADERS,
             )
-            metrics.normalised.labels(result.provider).inc()
+            normalised_of(result.provider).inc()
         for ce in result.canonical:
             value = ce.model_dump_json().encode()
             out.add(to_addresses, ce.recipient.encode(), value)
             if ce.message_id:
                 out.add(to_messages, ce.message_id.encode(), value)
-        metrics.normalised.labels(result.provider).inc(len(result.canonical))
+        normalised_of(result.provider).inc(len(result.canonical))
 
     @app.agent(topo.raw, name="normaliser")
     async def normaliser(stream: faust.StreamT[bytes]) -> None:
@@ -395,7 +399,7 @@ def register_agents(
             return None
         if outcome.changed:
             parsed_states.put(key, state_value, outcome.state)
-        (metrics.applied if outcome.changed else metrics.duplicates).labels(table).inc()
+        (applied_of if outcome.changed else duplicates_of)(table).inc()
         return outcome, state_value
 
     @app.agent(topo.email_events, name="addresses")
@@ -428,7 +432,7 @@ def register_agents(
         ack = await suppression.send(
             key=command.address.encode(), value=command.model_dump_json().encode()
         )
-        metrics.commands.labels(command.change.action).inc()
+        commands_of(command.change.action).inc()
         log.info(
             "suppression_command",
             address=command.address,
