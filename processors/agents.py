@@ -126,11 +126,12 @@ class KeyPartition:
     """The partition a keyed record of ``topic`` gets (the producer's default
     partitioner over the topic's partitions as the consumer's metadata has them).
 
-    The partitioner (murmur2 in pure Python) cost more per event than our own mapping, and
-    busy keys come again and again, so results are kept for up to ``cache_size`` keys. A
-    cached partition is only served while the topic has the partition count it was
-    computed for (a key's partition depends on nothing else); the cache is emptied when
-    full, which keeps it bounded without per-hit bookkeeping.
+    The partitioner is murmur2 in pure Python (about 10 µs a key, two keys per canonical
+    event) and busy keys come again and again, so results are kept for up to
+    ``cache_size`` keys. A cached partition is only served while the topic has the
+    partition count it was computed for, as the consumer group's metadata has it (a key's
+    partition depends on nothing else); the cache is emptied when full, which keeps it
+    bounded without per-hit bookkeeping.
     """
 
     def __init__(self, app: faust.App, topic: str, cache_size: int = 100_000) -> None:
