@@ -62,6 +62,16 @@ VARIANTS = [
         {f"{P}HOP_BATCH_LINGER_S": "0.005"},
     ),
     Variant(
+        "long hop linger",
+        "`hop_batch_linger_s = 0.2`: under a backlog, batches up to 500 raw records",
+        {f"{P}HOP_BATCH_LINGER_S": "0.2"},
+    ),
+    Variant(
+        "longer hop linger, bigger batches",
+        "`hop_batch_linger_s = 0.5`, `hop_batch_max_records = 2000`",
+        {f"{P}HOP_BATCH_LINGER_S": "0.5", f"{P}HOP_BATCH_MAX_RECORDS": "2000"},
+    ),
+    Variant(
         "two workers",
         "two workers in one group on this machine (3 of the 6 partitions each); worker "
         "µs/event is both together",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -17,7 +18,7 @@ from processors.agents import TABLES, Topology, register_agents
 from processors.api import register_api
 from processors.generations import control_spec, generation_topics
 from processors.metrics import ProcessorMetrics
-from processors.ops.kafkaio import group_lag
+from processors.ops.kafkaio import GroupLag
 from processors.settings import ProcessorSettings
 from processors.webhooks.wiring import delivery_tables, register_webhooks
 from schemas.topics import COMPACTED_CONFIG, DLQ_CONFIG, EVENTS_CONFIG, RAW_CONFIG, TopicSpec
@@ -89,16 +90,25 @@ def report_lag(app: faust.App, settings: ProcessorSettings, metrics: ProcessorMe
     end offsets of its inputs, as the broker has them (what ``mailpulse status`` shows)."""
     inputs = generation_topics(settings).inputs
 
-    async def consumer_lag() -> None:
-        try:
-            lag = await group_lag(settings.bootstrap_servers, settings.group_id, inputs)
-        except (KafkaError, OSError) as exc:  # a metric is not worth a crash: next time
-            log.warning("consumer_lag_unavailable", error=repr(exc))
-            return
+    async def report(reader: GroupLag) -> None:
+        lag = await reader.lag(settings.group_id, inputs)
         for topic, records in lag.items():
             metrics.lag.labels(settings.group_id, topic).set(records)
 
-    app.timer(interval=settings.lag_interval_s)(consumer_lag)
+    async def consumer_lag() -> None:
+        # The same clients for every reading (GroupLag says why); a reading that fails is
+        # not worth a crash: the clients are opened again at the next interval.
+        while True:
+            await asyncio.sleep(settings.lag_interval_s)
+            try:
+                async with GroupLag(settings.bootstrap_servers) as reader:
+                    while True:
+                        await report(reader)
+                        await asyncio.sleep(settings.lag_interval_s)
+            except (KafkaError, OSError) as exc:
+                log.warning("consumer_lag_unavailable", error=repr(exc))
+
+    app.task(consumer_lag)
 
 
 def create_app(settings: ProcessorSettings) -> tuple[faust.App, Topology]:
