@@ -33,6 +33,9 @@ CONCURRENCY = 32
 MAX_BODY = 64 * 1024
 TIMESTAMPED = ("svix", "resend", "mailgun", "sendgrid")
 MUTATIONS = ("tampered", "unsigned", "garbage", "wrong_secret", "stale", "random", "oversized")
+# The headers that carry a signature or credential. SNS's message-type header is not one:
+# an SES body whose own signature holds is genuine whatever that header says.
+AUTHENTICATING = tuple(h for h in SIGNATURE_HEADERS if h != "x-amz-sns-message-type")
 
 Request = tuple[str, bytes, dict[str, str], bool]  # kind, body, headers, is a control
 
@@ -53,7 +56,7 @@ def _malformed(
     rng: random.Random, kind: str, n: int, body: bytes, headers: dict[str, str]
 ) -> tuple[bytes, dict[str, str]]:
     mutation = MUTATIONS[n % len(MUTATIONS)]
-    signature_headers = [h for h in headers if h in SIGNATURE_HEADERS]
+    signature_headers = [h for h in headers if h in AUTHENTICATING]
     if mutation == "stale" and kind in TIMESTAMPED:
         return sign(kind, provider_body(kind, n), SIGNING[kind][1][0], now=time.time() - 3600)
     if mutation == "unsigned" and signature_headers:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 
 DAY_MS = 24 * 3600 * 1000
@@ -47,7 +47,8 @@ async def ensure_topics(
     bootstrap: str, specs: Iterable[TopicSpec], visible_timeout_s: float = 60.0
 ) -> None:
     """Create each topic that does not exist yet (existing ones are left as they are), and
-    return once every broker's metadata names a leader for each partition of them all.
+    return once the metadata of every broker that answers names a leader for each
+    partition of them all. Retriable client errors are retried until ``visible_timeout_s``.
 
     Why wait for every broker: a client's metadata comes from whichever broker it asks. A
     Faust worker whose group leader assigned partitions from metadata that lacked a
@@ -55,6 +56,19 @@ async def ensure_topics(
     partitions nobody was given: the worker answered "rebalancing" for good.
     """
     specs = list(specs)
+    deadline = time.monotonic() + visible_timeout_s
+    while True:
+        try:
+            return await _ensure(bootstrap, specs, deadline)
+        except KafkaError as exc:
+            # A broker down (a worker started during a leader change): a new client asks
+            # another node. Anything else, or still failing at the deadline, is raised.
+            if not exc.retriable or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def _ensure(bootstrap: str, specs: list[TopicSpec], deadline: float) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -73,21 +87,22 @@ async def ensure_topics(
             # Another process may create it between list and create: that is fine.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([topic])
-        await _visible_everywhere(admin, {s.name: s.partitions for s in specs}, visible_timeout_s)
+        await _visible_everywhere(admin, {s.name: s.partitions for s in specs}, deadline)
     finally:
         await admin.close()
 
 
 async def _visible_everywhere(
-    admin: AIOKafkaAdminClient, partitions: Mapping[str, int], timeout_s: float
+    admin: AIOKafkaAdminClient, partitions: Mapping[str, int], deadline: float
 ) -> None:
     client = admin._client
     request = MetadataRequest(topics=list(partitions), allow_auto_topic_creation=False)
-    deadline = time.monotonic() + timeout_s
     while True:
         await client.force_metadata_update()
         lacking: dict[int, list[str]] = {}
         for broker in client.cluster.brokers():
+            if not await client.ready(broker.nodeId):
+                continue  # a broker down answers no client either
             answer = (await client.send(broker.nodeId, request)).to_object()
             led = {
                 t["topic"]: sum(1 for p in t["partitions"] if p["leader"] >= 0)
