@@ -87,14 +87,20 @@ async def _ensure(bootstrap: str, specs: list[TopicSpec], deadline: float) -> No
             # Another process may create it between list and create: that is fine.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([topic])
-        await _visible_everywhere(admin, {s.name: s.partitions for s in specs}, deadline)
+        # A topic that existed keeps its own partition count (checked elsewhere, where it
+        # matters); one created here must show all of its partitions.
+        created = {t.name for t in missing}
+        partitions = {s.name: s.partitions if s.name in created else None for s in specs}
+        await _visible_everywhere(admin, partitions, deadline)
     finally:
         await admin.close()
 
 
 async def _visible_everywhere(
-    admin: AIOKafkaAdminClient, partitions: Mapping[str, int], deadline: float
+    admin: AIOKafkaAdminClient, partitions: Mapping[str, int | None], deadline: float
 ) -> None:
+    """Wait until each broker that answers knows every topic with a leader for each of its
+    partitions (``partitions[name]`` of them, when not None)."""
     client = admin._client
     request = MetadataRequest(topics=list(partitions), allow_auto_topic_creation=False)
     while True:
@@ -104,12 +110,17 @@ async def _visible_everywhere(
             if not await client.ready(broker.nodeId):
                 continue  # a broker down answers no client either
             answer = (await client.send(broker.nodeId, request)).to_object()
+            # Per topic the broker knows: its partition count, 0 while one has no leader.
             led = {
-                t["topic"]: sum(1 for p in t["partitions"] if p["leader"] >= 0)
+                t["topic"]: len(t["partitions"]) * all(p["leader"] >= 0 for p in t["partitions"])
                 for t in answer["topics"]
                 if t["error_code"] == 0
             }
-            short = [name for name, n in partitions.items() if led.get(name, 0) < n]
+            short = [
+                name
+                for name, n in partitions.items()
+                if not led.get(name) or (n is not None and led[name] < n)
+            ]
             if short:
                 lacking[broker.nodeId] = short
         if not lacking:
