@@ -35,12 +35,6 @@ log = structlog.get_logger("processors.webhooks")
 DELIVERIES_TABLE = "webhook_deliveries"
 
 
-def delivery_tables(settings: ProcessorSettings) -> list[str]:
-    """The tables ``register_webhooks`` declares for ``settings`` (their changelogs are
-    created before the worker starts)."""
-    return [DELIVERIES_TABLE] if settings.webhooks.enabled and not settings.shadow else []
-
-
 class WorkerSubscriptions:
     """The manage API's ``Subscriptions`` on a worker: the view and the topic."""
 
@@ -99,7 +93,7 @@ def register_webhooks(
 
     scheduler: DeliveryScheduler | None = None
     table: Any = None
-    if delivery_tables(settings):
+    if w.enabled and not settings.shadow:
         table = app.Table(
             DELIVERIES_TABLE,
             default=None,
