@@ -16,7 +16,6 @@ from pydantic.json_schema import models_json_schema
 
 from ingest.openapi import ERROR_SCHEMA, JSON, RETRY_AFTER, error, render
 from processors.admin import MAX_BODY_BYTES, ROUTES, AdminRequest
-from processors.webhooks import openapi as webhooks_openapi
 from schemas.commands import SuppressionCommand
 from schemas.state import AddressState, MessageState
 
@@ -42,7 +41,7 @@ def _components() -> dict[str, Any]:
         ],
         ref_template=REF,
     )
-    schemas: dict[str, Any] = {**top["$defs"], **webhooks_openapi.components()}
+    schemas: dict[str, Any] = dict(top["$defs"])
     schemas["Error"] = ERROR_SCHEMA
     schemas["SuppressionRow"] = {
         "type": "object",
@@ -268,16 +267,13 @@ def document() -> dict[str, Any]:
     }
     for path, action in ROUTES.items():
         paths[path] = _admin(action)
-    paths.update(webhooks_openapi.paths())
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "mailpulse processors",
             "version": "1",
-            "description": "Query, admin and webhook manage API on every processors worker's "
-            "web port. Any worker answers for any key (requests are routed to the partition "
-            "owner). Outbound webhook deliveries are POSTed with the body `WebhookBody` "
-            "(schemas/jsonschema/webhook_delivery.json) and `X-Webhook-Signature`.",
+            "description": "Query and admin API on every processors worker's web port. "
+            "Any worker answers for any key (requests are routed to the partition owner).",
         },
         "servers": [{"url": "http://127.0.0.1:6066"}],
         "paths": paths,
@@ -288,8 +284,7 @@ def document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "processors.admin_token (MAILPULSE_PROCESSORS__ADMIN_TOKEN).",
-                },
-                "webhooksToken": webhooks_openapi.SECURITY_SCHEME,
+                }
             },
         },
     }
