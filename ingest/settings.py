@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
@@ -78,25 +78,11 @@ class SourceSettings(BaseModel):
     topic_arns: tuple[str, ...] = ()
 
 
-class IngestSettings(BaseSettings):
-    """Everything the ingest service reads, frozen after start."""
+class ConfigFileSettings(BaseSettings):
+    """Settings read from keyword arguments, then the environment, then the config file's
+    ``config_section`` table (``read_config_section``), in that order of precedence."""
 
-    model_config = SettingsConfigDict(
-        frozen=True,
-        extra="forbid",
-        env_prefix="MAILPULSE_INGEST__",
-        env_nested_delimiter="__",
-    )
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
-    # Seconds a provider is told to wait (Retry-After) when we answer 503.
-    retry_after_s: int = Field(default=5, ge=1)
-    shutdown_grace_s: float = Field(default=30.0, gt=0)
-    log_level: str = "info"
-    kafka: KafkaSettings = KafkaSettings()
-    sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    config_section: ClassVar[str]
 
     @classmethod
     def settings_customise_sources(
@@ -107,8 +93,30 @@ class IngestSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        section = read_config_section("ingest")
+        section = read_config_section(cls.config_section)
         return (init_settings, env_settings, InitSettingsSource(settings_cls, section))
+
+
+class IngestSettings(ConfigFileSettings):
+    """Everything the ingest service reads, frozen after start."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="MAILPULSE_INGEST__",
+        env_nested_delimiter="__",
+    )
+    config_section: ClassVar[str] = "ingest"
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Seconds a provider is told to wait (Retry-After) when we answer 503.
+    retry_after_s: int = Field(default=5, ge=1)
+    shutdown_grace_s: float = Field(default=30.0, gt=0)
+    log_level: str = "info"
+    kafka: KafkaSettings = KafkaSettings()
+    sources: dict[str, SourceSettings] = Field(default_factory=dict)
 
 
 def load_settings(**overrides: Any) -> IngestSettings:

@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from ingest.settings import read_config_section
+from ingest.settings import ConfigFileSettings
 from processors.normalise import NormaliseOptions
 from processors.policy import Policy
 from schemas.topics import durability_config
@@ -50,7 +47,7 @@ class TopicSettings(BaseModel):
         return self.prefix + topic
 
 
-class ProcessorSettings(BaseSettings):
+class ProcessorSettings(ConfigFileSettings):
     """Everything the Faust workers read, frozen after start."""
 
     model_config = SettingsConfigDict(
@@ -59,6 +56,7 @@ class ProcessorSettings(BaseSettings):
         env_prefix="MAILPULSE_PROCESSORS__",
         env_nested_delimiter="__",
     )
+    config_section: ClassVar[str] = "processors"
 
     app_id: str = "mailpulse-processors"
     # A generation is one set of state: consumer group, changelog topics and data dir.
@@ -119,18 +117,6 @@ class ProcessorSettings(BaseSettings):
     @property
     def group_id(self) -> str:
         return f"{self.app_id}-{self.generation}"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        section = read_config_section("processors")
-        return (init_settings, env_settings, InitSettingsSource(settings_cls, section))
 
 
 def load_settings(**overrides: Any) -> ProcessorSettings:

@@ -3,21 +3,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from ingest.settings import read_config_section
+from ingest.settings import ConfigFileSettings
 from processors.addresses import NormaliseOptions
 
 
-class SyncSettings(BaseSettings):
+class SyncSettings(ConfigFileSettings):
     """Everything ``mailpulse sync`` and a sender's ``SuppressionList`` read, frozen."""
 
     model_config = SettingsConfigDict(
@@ -26,6 +23,7 @@ class SyncSettings(BaseSettings):
         env_prefix="MAILPULSE_SYNC__",
         env_nested_delimiter="__",
     )
+    config_section: ClassVar[str] = "sync"
 
     bootstrap_servers: str = "127.0.0.1:9092"
     # The live topic: the processors' topic prefix plus ``suppression.commands``.
@@ -51,18 +49,6 @@ class SyncSettings(BaseSettings):
     @property
     def topic_name(self) -> str:
         return self.topic_prefix + self.topic
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        section = read_config_section("sync")
-        return (init_settings, env_settings, InitSettingsSource(settings_cls, section))
 
 
 def load_settings(**overrides: Any) -> SyncSettings:
