@@ -256,10 +256,10 @@ def register_agents(
     to_addresses = Hop(email_events, Batches(by_address, max_batch))
     to_messages = Hop(message_events, Batches(by_message, max_batch))
 
-    def guard(name: str) -> OffsetGuard:
+    def guard(name: str, topic: faust.TopicT) -> OffsetGuard:
         # Called as each agent starts, before the consumer's fetch loop runs.
         keep_every_fetched_record(app.consumer)
-        return OffsetGuard(app.consumer, committed, name)
+        return OffsetGuard(app.consumer, committed, name, frozenset(topic.topics))
 
     async def send_to_dlq(
         event: faust.EventT[bytes],
@@ -343,7 +343,7 @@ def register_agents(
             max_records=settings.hop_batch_max_records,
             max_bytes=settings.hop_batch_max_bytes,
         )
-        async with guard("normaliser") as offsets, batcher as out:
+        async with guard("normaliser", topo.raw) as offsets, batcher as out:
             async for event in manual_acks.events():
                 if await offsets.admit(event):
                     await normalise_one(event, out)
@@ -412,7 +412,9 @@ def register_agents(
         store = TableStore(topo.addresses)
         parsed_states = ParsedCache(AddressState.model_validate_json)
         changelog = changelog_of(app, topo.addresses)
-        async with OrderedWriter(app, store, changelog, stream, guard("addresses")) as writer:
+        async with OrderedWriter(
+            app, store, changelog, stream, guard("addresses", topo.email_events)
+        ) as writer:
             async for event in writer.events():
                 partition = event.message.partition
                 for item in decode_inputs(event):
@@ -453,7 +455,9 @@ def register_agents(
         store = TableStore(topo.messages)
         parsed_states = ParsedCache(MessageState.model_validate_json)
         changelog = changelog_of(app, topo.messages)
-        async with OrderedWriter(app, store, changelog, stream, guard("messages")) as writer:
+        async with OrderedWriter(
+            app, store, changelog, stream, guard("messages", topo.message_events)
+        ) as writer:
             async for event in writer.events():
                 partition = event.message.partition
                 for item in decode_inputs(event):

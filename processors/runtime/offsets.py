@@ -30,7 +30,11 @@ What the guard does, per partition of one stream, per rebalance generation:
   nothing came for ``quiet_s`` while the partition's end offset is past the expected one,
   provided the whole stream was quiet that long too (while other partitions' records
   arrive, a partition's records may just wait behind them in Faust's buffer: the bench
-  saw that) or the partition was quiet for ``patience`` times longer.
+  saw that) or the partition was quiet for ``patience`` times longer;
+* after a rebalance, until a record of the new generation comes, the watcher expects each
+  of the stream's assigned partitions from its committed offset: Faust drops the records
+  its fetcher got under the old generation, and a partition none of whose records reach
+  the agent would otherwise never be judged at all.
 
 If retention deleted the missing records before anyone read them, that is not a hole: the
 guard goes on from the partition's first offset, with a warning.
@@ -161,6 +165,7 @@ class OffsetGuard:
         consumer: Any,
         committed: Any,
         name: str,
+        topics: frozenset[str],
         reseek_after_s: float = 5.0,
         quiet_s: float = 5.0,
         patience: float = 12.0,
@@ -171,6 +176,7 @@ class OffsetGuard:
         self._consumer = consumer
         self._committed = committed
         self._name = name
+        self._topics = topics  # the stream's topics: which assigned partitions are ours
         self._reseek_after_s = reseek_after_s
         self._generation: int | None = None
         self._next: dict[Any, int] = {}
@@ -211,14 +217,18 @@ class OffsetGuard:
 
     async def check_quiet_partitions(self) -> None:
         """Seek back each quiet partition whose end offset is past the expected offset."""
-        now = time.monotonic()
-        generation = self._generation
         app = getattr(self._consumer, "app", None)
-        if app is not None and app.consumer_generation_id != generation:
-            return  # a rebalance: the expected offsets are stale until records come
         if app is not None and (app.rebalancing or not app.tables.actives_ready):
             self._stalled_since.clear()  # recovering tables: records wait, by design
             return
+        if app is not None and app.consumer_generation_id != self._generation:
+            # A rebalance ended and none of this generation's records came yet: expect
+            # each assigned partition from its committed offset, so that a partition whose
+            # records never come is sought back and, at worst, declared stuck.
+            await self._adopt(app.consumer_generation_id)
+            return
+        now = time.monotonic()
+        generation = self._generation
         stream_quiet = now - self._last_any >= self._quiet_s
         for tp, expected in list(self._next.items()):
             quiet_for = now - self._last_seen.get(tp, now)
@@ -235,18 +245,38 @@ class OffsetGuard:
                 )
             await self._seek_back(tp, expected, end, now)
 
+    async def _adopt(self, generation: int) -> None:
+        self._new_generation(generation)
+        now = time.monotonic()
+        for tp in self._consumer.assignment():
+            if tp.topic not in self._topics or tp in self._next:
+                continue
+            try:
+                committed = await self._committed.get(generation, tp.topic, tp.partition)
+            except LookupError:
+                continue  # no reference: this partition's first record sets its start
+            start = committed if committed is not None else await self._earliest(tp)
+            if generation != self._generation:
+                return  # another rebalance meanwhile: the next round adopts that one
+            # ``admit`` may have set it meanwhile, from the same committed offset or past it.
+            self._next.setdefault(tp, start)
+            self._last_seen.setdefault(tp, now)
+
+    def _new_generation(self, generation: int) -> None:
+        self._generation = generation
+        self._next.clear()
+        self._seeking.clear()
+        self._stalled_since.clear()
+        self._last_seen.clear()
+
     async def admit(self, event: Any) -> bool:
         """True: process ``event``. False: drop it (not acked: it comes again)."""
         message = event.message
         tp, offset = message.tp, message.offset
-        self._last_seen[tp] = self._last_any = time.monotonic()
         if message.generation_id != self._generation:
             # A rebalance: every stream restarts at its partitions' committed offsets.
-            self._generation = message.generation_id
-            self._next.clear()
-            self._seeking.clear()
-            self._stalled_since.clear()
-            self._last_seen = {tp: self._last_seen[tp]}
+            self._new_generation(message.generation_id)
+        self._last_seen[tp] = self._last_any = time.monotonic()
         expected = self._next.get(tp)
         if expected is None:
             expected = await self._start_offset(tp, message.generation_id, offset)

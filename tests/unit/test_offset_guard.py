@@ -31,10 +31,29 @@ class Event:
 
 
 @dataclass
+class Tables:
+    actives_ready: bool = True
+
+
+@dataclass
+class App:
+    """What the guard reads of Faust's app: the group generation and whether it is ready."""
+
+    consumer_generation_id: int = 1
+    rebalancing: bool = False
+    tables: Tables = field(default_factory=Tables)
+
+
+@dataclass
 class Consumer:
     seeks: list[tuple[TP, int]] = field(default_factory=list)
     earliest: int = 0
     positions: dict[TP, int] = field(default_factory=dict)
+    assigned: set[TP] = field(default_factory=set)
+    app: App | None = None
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
 
     def highwater(self, tp: TP) -> int | None:
         return self.positions.get(tp)
@@ -62,6 +81,7 @@ class Committed:
 
 
 P0, P1 = TP("email.events", 0), TP("email.events", 1)
+TOPICS = frozenset({"email.events"})
 
 
 def ev(tp: TP, offset: int, generation: int = 1) -> Any:
@@ -71,7 +91,7 @@ def ev(tp: TP, offset: int, generation: int = 1) -> Any:
 def guard_for(committed: dict[TP, int], earliest: int = 0) -> tuple[OffsetGuard, Consumer]:
     consumer = Consumer(earliest=earliest)
     offsets = Committed({(tp.topic, tp.partition): o for tp, o in committed.items()})
-    return OffsetGuard(consumer, offsets, "t"), consumer
+    return OffsetGuard(consumer, offsets, "t", TOPICS), consumer
 
 
 async def admitted(guard: OffsetGuard, events: list[Any]) -> list[int]:
@@ -134,7 +154,7 @@ async def test_partitions_are_independent() -> None:
 async def test_a_rebalance_restarts_from_the_newly_committed_offset() -> None:
     consumer = Consumer()
     committed = Committed({("email.events", 0): 3})
-    guard = OffsetGuard(consumer, committed, "t")
+    guard = OffsetGuard(consumer, committed, "t", TOPICS)
     assert await admitted(guard, [ev(P0, 3), ev(P0, 4)]) == [3, 4]
     # Another worker had the partition meanwhile and committed 40.
     committed.offsets[("email.events", 0)] = 40
@@ -145,7 +165,7 @@ async def test_a_rebalance_restarts_from_the_newly_committed_offset() -> None:
 
 async def test_when_the_broker_does_not_say_the_first_record_sets_the_start() -> None:
     consumer = Consumer()
-    guard = OffsetGuard(consumer, Committed(unknown=True), "t")
+    guard = OffsetGuard(consumer, Committed(unknown=True), "t", TOPICS)
     assert await admitted(guard, [ev(P0, 7), ev(P0, 8), ev(P0, 10)]) == [7, 8]
     assert consumer.seeks == [(P0, 9)]
 
@@ -216,7 +236,7 @@ async def test_a_hole_at_the_tail_is_sought_back_when_the_partition_stays_quiet(
 
 async def test_the_watcher_runs_while_the_guard_is_entered() -> None:
     consumer = Consumer(positions={P0: 5})
-    guard = OffsetGuard(consumer, Committed({("email.events", 0): 3}), "t", quiet_s=0.01)
+    guard = OffsetGuard(consumer, Committed({("email.events", 0): 3}), "t", TOPICS, quiet_s=0.01)
     assert await admitted(guard, [ev(P0, 3)]) == [3]
     async with guard:
         for _ in range(100):
@@ -280,3 +300,46 @@ async def test_a_record_at_the_expected_offset_ends_the_stall(
     now[0] += 6
     await guard.check_quiet_partitions()  # quiet again: sought back, not stuck
     assert consumer.seeks == [(P0, 11), (P0, 12)]
+
+
+async def test_after_a_rebalance_without_records_assigned_partitions_are_still_watched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Generation 2 assigned P0 (committed 11, the broker holds up to 20) and a partition of
+    # another stream, and none of P0's records reached the agent: its expected offset comes
+    # from the committed one, it is sought back when quiet, and declared stuck in the end.
+    now = [100.0]
+    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    other = TP("message.events", 0)
+    app = App(consumer_generation_id=2)
+    consumer = Consumer(positions={P0: 20, other: 5}, assigned={P0, other}, app=app)
+    committed = Committed({("email.events", 0): 10})
+    guard = OffsetGuard(consumer, committed, "t", TOPICS)
+    assert await admitted(guard, [ev(P0, 10, generation=1)]) == [10]  # generation 1's
+    committed.offsets[("email.events", 0)] = 11
+    app.rebalancing = True
+    await guard.check_quiet_partitions()
+    assert committed.reads == [1]  # nothing is judged while the rebalance runs
+    app.rebalancing = False
+    await guard.check_quiet_partitions()
+    assert committed.reads == [1, 2]
+    now[0] += 6
+    await guard.check_quiet_partitions()
+    assert consumer.seeks == [(P0, 11)]
+    for _ in range(23):  # under 120 s stalled: sought back again and again
+        now[0] += 5
+        await guard.check_quiet_partitions()
+    now[0] += 5
+    with pytest.raises(ConsumerStuck, match=r"email.events\[0\]: no record from offset 11"):
+        await guard.check_quiet_partitions()
+    assert {tp for tp, _ in consumer.seeks} == {P0}
+
+
+async def test_records_that_come_while_a_generation_is_adopted_keep_their_progress() -> None:
+    app = App(consumer_generation_id=2)
+    consumer = Consumer(positions={P0: 20}, assigned={P0}, app=app)
+    guard = OffsetGuard(consumer, Committed({("email.events", 0): 10}), "t", TOPICS)
+    assert await admitted(guard, [ev(P0, 10, generation=2), ev(P0, 11, generation=2)]) == [10, 11]
+    await guard.check_quiet_partitions()  # the generation is the app's: nothing to adopt
+    assert await admitted(guard, [ev(P0, 12, generation=2)]) == [12]
+    assert consumer.seeks == []
