@@ -103,19 +103,29 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def _unauthorized(reason: AuthVerdict) -> Reply:
+def unauthorized(
+    reason: AuthVerdict,
+    realm: str = REALM,
+    disabled: tuple[str, str] = ("admin_disabled", "processors.admin_token"),
+) -> Reply:
+    """The refusal of a request whose bearer check said ``reason`` (not ``ok``):
+    403 when no token is configured (``disabled``: error code, setting), else 401."""
     if reason == "disabled":
-        detail = "no admin token is configured (processors.admin_token)"
-        return Reply(403, {"error": "admin_disabled", "detail": detail})
-    challenge = f'Bearer realm="{REALM}"'
+        error, setting = disabled
+        detail = f"no token is configured ({setting})"
+        return Reply(403, {"error": error, "detail": detail})
+    challenge = f'Bearer realm="{realm}"'
     if reason == "invalid":
         challenge += ', error="invalid_token"'
     return Reply(401, {"error": "unauthorized", "reason": reason}, {"WWW-Authenticate": challenge})
 
 
-def _validation_detail(exc: ValidationError) -> str:
-    # Locations and messages only, never the values (an address is personal data).
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+def validation_detail(exc: ValidationError) -> str:
+    """Locations and messages only, never the values (an address is personal data, a
+    secret is a secret)."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+    )
 
 
 @dataclass(frozen=True)
@@ -132,7 +142,7 @@ class AdminActions:
         verdict = check_bearer(authorization, self.token)
         if verdict != "ok":
             log.info("admin_unauthorized", action=action, reason=verdict)
-            return _unauthorized(verdict)
+            return unauthorized(verdict)
         if len(body) > MAX_BODY_BYTES:
             return Reply(413, {"error": "body_too_large", "limit_bytes": MAX_BODY_BYTES})
         try:
@@ -140,7 +150,7 @@ class AdminActions:
         except ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 return Reply(400, {"error": "invalid_json", "detail": "the body is not JSON"})
-            return Reply(422, {"error": "invalid_request", "detail": _validation_detail(exc)})
+            return Reply(422, {"error": "invalid_request", "detail": validation_detail(exc)})
         try:
             address = normalise_address(request.address, self.options)
         except NormaliseError:

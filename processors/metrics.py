@@ -42,3 +42,21 @@ class ProcessorMetrics:
             ["group", "topic"],
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "mailpulse_webhook_deliveries",
+            "Outbound webhook deliveries created (one per event and subscribed endpoint)",
+            ["type"],
+            registry=r,
+        )
+        self.webhook_attempts = Counter(
+            "mailpulse_webhook_attempts",
+            "Outbound webhook delivery attempts, by what the delivery became",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_ended = Counter(
+            "mailpulse_webhook_deliveries_ended",
+            "Outbound webhook deliveries ended (delivered or failed)",
+            ["status"],
+            registry=r,
+        )

@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from ingest.openapi import ERROR_SCHEMA, JSON, RETRY_AFTER, error, render
 from processors.admin import MAX_BODY_BYTES, ROUTES, AdminRequest
+from processors.webhooks import openapi as webhooks_openapi
 from schemas.commands import SuppressionCommand
 from schemas.state import AddressState, MessageState
 
@@ -41,7 +42,7 @@ def _components() -> dict[str, Any]:
         ],
         ref_template=REF,
     )
-    schemas: dict[str, Any] = dict(top["$defs"])
+    schemas: dict[str, Any] = {**top["$defs"], **webhooks_openapi.components()}
     schemas["Error"] = ERROR_SCHEMA
     schemas["SuppressionRow"] = {
         "type": "object",
@@ -267,13 +268,16 @@ def document() -> dict[str, Any]:
     }
     for path, action in ROUTES.items():
         paths[path] = _admin(action)
+    paths.update(webhooks_openapi.paths())
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "mailpulse processors",
             "version": "1",
-            "description": "Query and admin API on every processors worker's web port. "
-            "Any worker answers for any key (requests are routed to the partition owner).",
+            "description": "Query, admin and webhook manage API on every processors worker's "
+            "web port. Any worker answers for any key (requests are routed to the partition "
+            "owner). Outbound webhook deliveries are POSTed with the body `WebhookBody` "
+            "(schemas/jsonschema/webhook_delivery.json) and `X-Webhook-Signature`.",
         },
         "servers": [{"url": "http://127.0.0.1:6066"}],
         "paths": paths,
@@ -284,7 +288,8 @@ def document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "processors.admin_token (MAILPULSE_PROCESSORS__ADMIN_TOKEN).",
-                }
+                },
+                "webhooksToken": webhooks_openapi.SECURITY_SCHEME,
             },
         },
     }

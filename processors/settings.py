@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     SettingsConfigDict,
 )
@@ -30,6 +30,10 @@ class TopicSettings(BaseModel):
     suppression: str = "suppression.commands"
     # Compacted; records which generation of state is live (processors/generations.py).
     control: str = "mailpulse.control"
+    # Compacted, one partition: the outbound webhook endpoints (processors/webhooks/).
+    # Shared by every generation, like the control topic: subscriptions are not derived
+    # from the raw log, so a rebuild neither replays nor loses them.
+    webhook_subscriptions: str = "webhooks.subscriptions"
     # Partitions of email.events, message.events, suppression.commands and the tables.
     partitions: int = Field(default=6, ge=1)
     # Must equal ingest's kafka.raw_partitions: whichever service starts first creates it.
@@ -45,6 +49,49 @@ class TopicSettings(BaseModel):
 
     def name(self, topic: str) -> str:
         return self.prefix + topic
+
+
+class WebhookSettings(BaseModel):
+    """Outbound webhooks (``[processors.webhooks]``): the manage API, the SSRF guard, the
+    delivery schedule (README "Outbound webhooks")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Creates the delivery agent and scheduler (a shadow generation never delivers).
+    enabled: bool = True
+    # Bearer token of /api/webhooks/manage (None or blank: the manage API answers 403).
+    manage_token: SecretStr | None = None
+    # Plain http:// endpoints (local development only).
+    allow_http: bool = False
+    # Endpoints resolving to loopback, private, link-local (cloud metadata), shared,
+    # multicast or reserved addresses: refused at registration and at delivery unless true.
+    allow_private_addresses: bool = False
+    # Delivery attempt: connect and total timeouts, the response bytes read (at most).
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    max_response_bytes: int = Field(default=4096, ge=0, le=1024 * 1024)
+    # Retries: attempt n+1 waits uniform(0, min(cap, base * 2**(n-1))) seconds ("full
+    # jitter"), at least a 429/503's Retry-After (up to retry_after_max_s); a delivery
+    # whose next attempt would start later than max_age_s after its first is failed.
+    retry_base_s: float = Field(default=5.0, gt=0)
+    retry_cap_s: float = Field(default=3600.0, gt=0)
+    retry_after_max_s: float = Field(default=3600.0, ge=0)
+    max_age_s: float = Field(default=24 * 3600.0, gt=0)
+    # Attempts in flight at once per endpoint, per worker: what one endpoint can hold of
+    # a worker, however slow it is.
+    endpoint_concurrency: int = Field(default=8, ge=1, le=256)
+    # Ended deliveries stay in the log this long after their event, then are deleted.
+    log_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    attempts_kept: int = Field(default=10, ge=1, le=100)
+    # How often the scheduler looks for partitions, inactive endpoints and old records.
+    tick_s: float = Field(default=1.0, gt=0, le=60)
+    prune_every_s: float = Field(default=600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _retention_covers_age(self) -> WebhookSettings:
+        if self.log_retention_s < self.max_age_s:
+            raise ValueError("log_retention_s must be at least max_age_s")
+        return self
 
 
 class ProcessorSettings(ConfigFileSettings):
@@ -111,6 +158,7 @@ class ProcessorSettings(ConfigFileSettings):
     web_port: int = 6066
     log_level: str = "info"
     admin_token: SecretStr | None = None
+    webhooks: WebhookSettings = WebhookSettings()
     policy: Policy = Policy()
     normalise: NormaliseOptions = NormaliseOptions()
 

@@ -16,6 +16,7 @@ from schemas.commands import ManualAction, ManualActionRequest, SuppressionComma
 from schemas.dlq import DlqRecord
 from schemas.events import CanonicalEvent, CanonicalEventBatch
 from schemas.state import AddressState, MessageState
+from schemas.webhooks import DeliveryRecord, SubscriptionRecord, WebhookBody
 
 DIRECTORY = Path(__file__).with_suffix("")
 
@@ -35,6 +36,12 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     # Values of the address and message state tables (and their changelogs).
     "address_state.json": AddressState,
     "message_state.json": MessageState,
+    # The body of an outbound webhook delivery (POST to a registered endpoint).
+    "webhook_delivery.json": WebhookBody,
+    # Value of webhooks.subscriptions (compacted; key webhook:<uid>; a tombstone deletes).
+    "webhook_subscription.json": SubscriptionRecord,
+    # Value of the webhook_deliveries table (record keys r/<webhook id>/<delivery id>).
+    "webhook_delivery_record.json": DeliveryRecord,
 }
 
 

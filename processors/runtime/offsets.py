@@ -340,3 +340,19 @@ def end_offset(consumer: Any, tp: Any) -> int | None:
     except (AssertionError, KafkaError, ConsumerStoppedError):  # not assigned now
         return None
     return end
+
+
+class TopicsOffsetGuard(OffsetGuard):
+    """An ``OffsetGuard`` for the records of ``topics`` only; a stream's records of other
+    topics are admitted as they come. For a compacted topic read beside a hop topic: its
+    offsets have holes by design (compaction), which the guard would take for skipped
+    records and seek back over for ever."""
+
+    def __init__(self, consumer: Any, committed: Any, name: str, topics: set[str]) -> None:
+        super().__init__(consumer, committed, name)
+        self._topics = frozenset(topics)
+
+    async def admit(self, event: Any) -> bool:
+        if event.message.topic not in self._topics:
+            return True
+        return await super().admit(event)

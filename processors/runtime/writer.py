@@ -15,6 +15,12 @@ changelog, and the local store could hold a state the changelog never got.
 3. once they are acknowledged it writes them to RocksDB with their changelog offset
    (``TableStore.persist``), then acks the source event.
 
+A write that no consumed event carries (the outcome of a webhook delivery attempt) goes
+through the same queue (``write_detached``), so that each partition's RocksDB store is
+written, with its changelog offset, in changelog order whoever wrote: two writers on one
+table could persist a later offset before an earlier record, and a restart would then
+skip that record.
+
 Faust commits only acked offsets, so a committed offset always means "this event's
 commands and state are on the broker": a crash can repeat a command, never lose one,
 and never lose a state write (DESIGN.md §3). And the local store only ever holds what the
@@ -28,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -53,11 +59,17 @@ class Changelog(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    event: faust.EventT[bytes]
+    event: faust.EventT[bytes] | None  # None: a detached write (``write_detached``)
+    partition: int
     writes: Sequence[Write]  # empty: nothing to write, only ack in order
     staged_id: int
     commands: Sequence[Ack]
     last: bool  # the event's last entry: ack the event once it is durable
+    done: asyncio.Future[None] | None = None  # a detached write's: resolved once durable
+
+
+# Called with (partition, writes) once an event's writes are in RocksDB.
+Persisted = Callable[[int, Sequence[Write]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +101,7 @@ def coalesce(entries: Sequence[_Entry]) -> list[_Record]:
     includes; and no input of the group is acked before the whole group is durable.
     """
     last = {
-        key: _Record(entry.event.message.partition, key, value, entry.staged_id)
+        key: _Record(entry.partition, key, value, entry.staged_id)
         for entry in entries
         for key, value in entry.writes
     }
@@ -122,6 +134,7 @@ class OrderedWriter:
         guard: OffsetGuard | None = None,
         max_pending: int = 1000,
         max_group: int = 500,
+        on_persisted: Persisted | None = None,
     ) -> None:
         self._app = app
         self._store = store
@@ -133,6 +146,7 @@ class OrderedWriter:
         self._max_group = max_group
         self._queue: asyncio.Queue[_Entry] = asyncio.Queue(maxsize=max_pending)
         self._task: asyncio.Task[None] | None = None
+        self._on_persisted = on_persisted
 
     async def __aenter__(self) -> OrderedWriter:
         if self._guard is not None:
@@ -144,6 +158,10 @@ class OrderedWriter:
         if self._guard is not None:
             await self._guard.__aexit__(*exc_info)
         # Events still queued are not acked: they are processed again after a restart.
+        while not self._queue.empty():
+            entry = self._queue.get_nowait()
+            if entry.done is not None and not entry.done.done():
+                entry.done.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -171,11 +189,20 @@ class OrderedWriter:
         each staged at once so the next input reads it, all with ``last=False``, then a
         ``skip``: the event is acked once, after all of them are durable."""
         staged_id = self._store.stage(writes)
-        await self._put(_Entry(event, writes, staged_id, commands, last))
+        await self._put(_Entry(event, event.message.partition, writes, staged_id, commands, last))
 
     async def skip(self, event: faust.EventT[bytes]) -> None:
         """Ack ``event`` (nothing more to write) once every earlier write is durable."""
-        await self._put(_Entry(event, (), 0, (), True))
+        await self._put(_Entry(event, event.message.partition, (), 0, (), True))
+
+    async def write_detached(self, partition: int, writes: Sequence[Write]) -> asyncio.Future[None]:
+        """Stage ``writes`` to ``partition`` now, on behalf of no event; they become durable
+        in order with everything queued before them. The future resolves once they are
+        (cancelled if the writer stops first)."""
+        staged_id = self._store.stage(writes)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._put(_Entry(None, partition, writes, staged_id, (), True, done))
+        return done
 
     async def _put(self, entry: _Entry) -> None:
         if self._task is not None and self._task.done():
@@ -239,6 +266,12 @@ class OrderedWriter:
                 offset,
             )
         for entry in group.entries:
+            if entry.event is None:
+                if entry.done is not None and not entry.done.done():
+                    entry.done.set_result(None)
+                continue
+            if self._on_persisted is not None and entry.writes:
+                self._on_persisted(entry.partition, entry.writes)
             if entry.last:
                 await self._stream.ack(entry.event)
         return len(group.entries)

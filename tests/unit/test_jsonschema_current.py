@@ -33,6 +33,9 @@ def test_every_topic_value_has_a_schema_that_is_a_json_object() -> None:
         "dlq_record.json",
         "address_state.json",
         "message_state.json",
+        "webhook_delivery.json",
+        "webhook_subscription.json",
+        "webhook_delivery_record.json",
     }
     for name, text in generate().items():
         schema = json.loads(text)
