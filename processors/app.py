@@ -20,7 +20,7 @@ from processors.generations import control_spec, generation_topics
 from processors.metrics import ProcessorMetrics
 from processors.ops.kafkaio import GroupLag
 from processors.settings import ProcessorSettings
-from processors.webhooks.wiring import register_webhooks
+from processors.webhooks.wiring import delivery_tables, register_webhooks
 from schemas.topics import COMPACTED_CONFIG, DLQ_CONFIG, EVENTS_CONFIG, RAW_CONFIG, TopicSpec
 
 log = structlog.get_logger("processors")
@@ -48,6 +48,7 @@ def topic_specs(settings: ProcessorSettings) -> list[TopicSpec]:
     t = settings.topics
     rf, isr = t.replication_factor, t.min_insync_replicas
     names = generation_topics(settings)
+    tables = [*TABLES, *delivery_tables(settings)]
     return [
         TopicSpec(names.raw, t.raw_partitions, rf, RAW_CONFIG, isr),
         TopicSpec(names.email_events, t.partitions, rf, EVENTS_CONFIG, isr),
@@ -57,11 +58,11 @@ def topic_specs(settings: ProcessorSettings) -> list[TopicSpec]:
         # One partition: an endpoint's id is its creation record's offset (processors/webhooks).
         TopicSpec(t.name(t.webhook_subscriptions), 1, rf, COMPACTED_CONFIG, isr),
         control_spec(settings),
-        # Faust names these "<app id>-<table>-changelog" and "<app id>-__assignor-__leader"
-        # and creates them compacted; an existing topic it leaves as it is.
+        # Faust names these "<app id>-<table>-changelog" and "<app id>-__assignor-__leader";
+        # it declares none itself (``topic_allow_declare=False``).
         *(
             TopicSpec(f"{settings.group_id}-{table}-changelog", t.partitions, rf, CHANGELOG, isr)
-            for table in TABLES
+            for table in tables
         ),
         TopicSpec(f"{settings.group_id}-__assignor-__leader", 1, rf, {}, isr),
     ]

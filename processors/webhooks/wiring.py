@@ -35,6 +35,12 @@ log = structlog.get_logger("processors.webhooks")
 DELIVERIES_TABLE = "webhook_deliveries"
 
 
+def delivery_tables(settings: ProcessorSettings) -> list[str]:
+    """The tables ``register_webhooks`` declares for ``settings`` (their changelogs are
+    created before the worker starts)."""
+    return [DELIVERIES_TABLE] if settings.webhooks.enabled and not settings.shadow else []
+
+
 class WorkerSubscriptions:
     """The manage API's ``Subscriptions`` on a worker: the view and the topic."""
 
@@ -93,7 +99,7 @@ def register_webhooks(
 
     scheduler: DeliveryScheduler | None = None
     table: Any = None
-    if w.enabled and not settings.shadow:
+    if delivery_tables(settings):
         table = app.Table(
             DELIVERIES_TABLE,
             default=None,
