@@ -31,10 +31,12 @@ What the guard does, per partition of one stream, per rebalance generation:
   provided the whole stream was quiet that long too (while other partitions' records
   arrive, a partition's records may just wait behind them in Faust's buffer: the bench
   saw that) or the partition was quiet for ``patience`` times longer;
-* after a rebalance, until a record of the new generation comes, the watcher expects each
-  of the stream's assigned partitions from its committed offset: Faust drops the records
-  its fetcher got under the old generation, and a partition none of whose records reach
-  the agent would otherwise never be judged at all.
+* the watcher expects every assigned partition of the guarded topics from its committed
+  offset, before any of its records comes: Faust drops the records its fetcher got under
+  an older generation, and a partition none of whose records reach the agent (seen after
+  a kill -9 and a restart: two of three raw partitions, for good) would otherwise never
+  be judged at all. When the fetcher never saw such a partition's end offset, the watcher
+  asks the broker.
 
 If retention deleted the missing records before anyone read them, that is not a hole: the
 guard goes on from the partition's first offset, with a warning.
@@ -176,7 +178,10 @@ class OffsetGuard:
         self._consumer = consumer
         self._committed = committed
         self._name = name
-        self._topics = topics  # the stream's topics: which assigned partitions are ours
+        # The topics guarded: their assigned partitions are watched, their records admitted
+        # in order. A stream's records of other topics pass as they come: a compacted topic
+        # read beside a hop topic has holes by design, which would be sought back for ever.
+        self._topics = topics
         self._reseek_after_s = reseek_after_s
         self._generation: int | None = None
         self._next: dict[Any, int] = {}
@@ -218,23 +223,26 @@ class OffsetGuard:
     async def check_quiet_partitions(self) -> None:
         """Seek back each quiet partition whose end offset is past the expected offset."""
         app = getattr(self._consumer, "app", None)
-        if app is not None and (app.rebalancing or not app.tables.actives_ready):
-            self._stalled_since.clear()  # recovering tables: records wait, by design
-            return
-        if app is not None and app.consumer_generation_id != self._generation:
-            # A rebalance ended and none of this generation's records came yet: expect
-            # each assigned partition from its committed offset, so that a partition whose
-            # records never come is sought back and, at worst, declared stuck.
-            await self._adopt(app.consumer_generation_id)
-            return
-        now = time.monotonic()
+        if app is not None:
+            if app.rebalancing or not app.tables.actives_ready:
+                self._stalled_since.clear()  # recovering tables: records wait, by design
+                return
+            if app.consumer_generation_id != self._generation:
+                self._new_generation(app.consumer_generation_id)
         generation = self._generation
+        if generation is None:
+            return  # no record yet and no app to say which generation this is
+        await self._expect_assigned(generation)
+        now = time.monotonic()
         stream_quiet = now - self._last_any >= self._quiet_s
         for tp, expected in list(self._next.items()):
             quiet_for = now - self._last_seen.get(tp, now)
             if quiet_for < (self._quiet_s if stream_quiet else self._quiet_s * self._patience):
                 continue
             end = end_offset(self._consumer, tp)
+            if end is None and tp in self._consumer.assignment():
+                # Assigned, yet the fetcher never saw the partition's end: ask the broker.
+                end = (await self._consumer.highwaters(tp)).get(tp)
             if generation != self._generation or end is None or end <= expected:
                 continue
             stalled = now - self._stalled_since.get(tp, now)
@@ -245,8 +253,11 @@ class OffsetGuard:
                 )
             await self._seek_back(tp, expected, end, now)
 
-    async def _adopt(self, generation: int) -> None:
-        self._new_generation(generation)
+    async def _expect_assigned(self, generation: int) -> None:
+        # Each assigned partition of the guarded topics is expected from its committed
+        # offset even before any of its records comes: Faust drops what its fetcher got
+        # under an older generation, and a partition none of whose records ever reach the
+        # agent would otherwise never be judged at all.
         now = time.monotonic()
         for tp in self._consumer.assignment():
             if tp.topic not in self._topics or tp in self._next:
@@ -257,7 +268,7 @@ class OffsetGuard:
                 continue  # no reference: this partition's first record sets its start
             start = committed if committed is not None else await self._earliest(tp)
             if generation != self._generation:
-                return  # another rebalance meanwhile: the next round adopts that one
+                return  # another rebalance meanwhile: the next round takes it
             # ``admit`` may have set it meanwhile, from the same committed offset or past it.
             self._next.setdefault(tp, start)
             self._last_seen.setdefault(tp, now)
@@ -273,6 +284,8 @@ class OffsetGuard:
         """True: process ``event``. False: drop it (not acked: it comes again)."""
         message = event.message
         tp, offset = message.tp, message.offset
+        if tp.topic not in self._topics:
+            return True
         if message.generation_id != self._generation:
             # A rebalance: every stream restarts at its partitions' committed offsets.
             self._new_generation(message.generation_id)
@@ -304,7 +317,14 @@ class OffsetGuard:
     async def _seek_back(self, tp: Any, expected: int, seen: int, now: float) -> None:
         if tp not in self._seeking:
             self.holes += 1
-        self._warn("offset_gap", tp, expected=expected, received=seen, action="seek_back")
+        self._warn(
+            "offset_gap",
+            tp,
+            expected=expected,
+            received=seen,
+            action="seek_back",
+            **_fetch_state(self._consumer, tp),
+        )
         self._seeking[tp] = now
         self._stalled_since.setdefault(tp, now)
         self._last_seen[tp] = now
@@ -328,6 +348,21 @@ class OffsetGuard:
         return earliest[tp]
 
 
+def _fetch_state(consumer: Any, tp: Any) -> dict[str, bool]:
+    """Whether Faust's fetcher asks for ``tp`` (a partition it paused or took out for a
+    full buffer gets no records, whatever the seek): logged with each seek-back."""
+    state: dict[str, bool] = {}
+    for name, attribute in (
+        ("fetching", "_active_partitions"),
+        ("paused", "_paused_partitions"),
+        ("buffer_full", "_buffered_partitions"),
+    ):
+        partitions = getattr(consumer, attribute, None)
+        if partitions is not None:
+            state[name] = tp in partitions
+    return state
+
+
 def end_offset(consumer: Any, tp: Any) -> int | None:
     """The end offset of ``tp`` the fetcher last saw (None: unknown or not assigned now).
 
@@ -340,19 +375,3 @@ def end_offset(consumer: Any, tp: Any) -> int | None:
     except (AssertionError, KafkaError, ConsumerStoppedError):  # not assigned now
         return None
     return end
-
-
-class TopicsOffsetGuard(OffsetGuard):
-    """An ``OffsetGuard`` for the records of ``topics`` only; a stream's records of other
-    topics are admitted as they come. For a compacted topic read beside a hop topic: its
-    offsets have holes by design (compaction), which the guard would take for skipped
-    records and seek back over for ever."""
-
-    def __init__(self, consumer: Any, committed: Any, name: str, topics: set[str]) -> None:
-        super().__init__(consumer, committed, name)
-        self._topics = frozenset(topics)
-
-    async def admit(self, event: Any) -> bool:
-        if event.message.topic not in self._topics:
-            return True
-        return await super().admit(event)

@@ -27,11 +27,7 @@ from pydantic import ValidationError
 
 from processors.agents import decode_inputs
 from processors.metrics import ProcessorMetrics
-from processors.runtime.offsets import (
-    CommittedOffsets,
-    TopicsOffsetGuard,
-    keep_every_fetched_record,
-)
+from processors.runtime.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
 from processors.runtime.produce import changelog as changelog_of
 from processors.runtime.store import TableStore
 from processors.runtime.writer import OrderedWriter
@@ -128,7 +124,7 @@ def register_delivery_agent(
     async def webhooks(stream: faust.StreamT[bytes]) -> None:
         keep_every_fetched_record(app.consumer)
         # Only the hop topic is guarded: the commands topic is compacted (holes by design).
-        guard = TopicsOffsetGuard(app.consumer, committed, "webhooks", {email_events})
+        guard = OffsetGuard(app.consumer, committed, "webhooks", frozenset({email_events}))
         store = TableStore(table)
         writer = OrderedWriter(
             app, store, changelog_of(app, table), stream, guard, on_persisted=scheduler.on_persisted

@@ -51,9 +51,16 @@ class Consumer:
     positions: dict[TP, int] = field(default_factory=dict)
     assigned: set[TP] = field(default_factory=set)
     app: App | None = None
+    broker_ends: dict[TP, int] = field(default_factory=dict)
+    asked: list[TP] = field(default_factory=list)
 
     def assignment(self) -> set[TP]:
         return self.assigned
+
+    async def highwaters(self, *partitions: TP) -> dict[TP, int]:
+        """The broker's end offsets (``positions`` stands for what the fetcher saw)."""
+        self.asked.extend(partitions)
+        return {tp: self.broker_ends[tp] for tp in partitions if tp in self.broker_ends}
 
     def highwater(self, tp: TP) -> int | None:
         return self.positions.get(tp)
@@ -343,3 +350,32 @@ async def test_records_that_come_while_a_generation_is_adopted_keep_their_progre
     await guard.check_quiet_partitions()  # the generation is the app's: nothing to adopt
     assert await admitted(guard, [ev(P0, 12, generation=2)]) == [12]
     assert consumer.seeks == []
+
+
+async def test_records_of_unguarded_topics_pass_as_they_come() -> None:
+    # A compacted topic read beside the hop topic: its offsets have holes by design.
+    guard, consumer = guard_for({P0: 10})
+    commands = TP("suppression.commands", 0)
+    assert await admitted(guard, [ev(commands, 7), ev(commands, 3), ev(P0, 10)]) == [7, 3, 10]
+    assert consumer.seeks == []
+
+
+async def test_an_assigned_partition_none_of_whose_records_come_is_watched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # P0's records come in generation 1; P1 is assigned too, but none of its records ever
+    # reach the agent and the fetcher never saw its end: the broker is asked, and P1 is
+    # sought back to its committed offset.
+    now = [100.0]
+    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    app = App(consumer_generation_id=1)
+    consumer = Consumer(positions={P0: 3}, assigned={P0, P1}, app=app, broker_ends={P1: 9})
+    guard = OffsetGuard(consumer, Committed({("email.events", 1): 4}), "t", TOPICS)
+    assert await admitted(guard, [ev(P0, 0), ev(P0, 1), ev(P0, 2)]) == [0, 1, 2]
+    await guard.check_quiet_partitions()
+    assert consumer.seeks == []
+    now[0] += 6
+    await guard.check_quiet_partitions()
+    assert consumer.asked == [P1]
+    assert consumer.seeks == [(P1, 4)]
+    assert await admitted(guard, [ev(P1, 4), ev(P1, 5)]) == [4, 5]
