@@ -12,12 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from tests.integration.helpers import eventually
 from tests.integration.pipeline import Pipeline, nexus_event
 from tests.integration.stack import free_port, running_ingest
 from tests.integration.webhooks import (
+    TOKEN,
     Manage,
     Receiver,
     fast_delivery_env,
@@ -264,3 +266,53 @@ async def test_kill_9_during_deliveries_loses_none(kafka_bootstrap: str, tmp_pat
                 timeout=30,
             )
             assert {r["delivery_id"] for r in rows} == ids
+
+
+async def test_urls_to_local_or_private_addresses_are_refused_by_default(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The worker runs with the shipped defaults (https only, public addresses only); the
+    # other tests register http://127.0.0.1 receivers because their settings allow it.
+    p = Pipeline(kafka_bootstrap, tmp_path)
+    port = free_port()
+    receiver = Receiver()
+    env = {"MAILPULSE_PROCESSORS__WEBHOOKS__MANAGE_TOKEN": TOKEN}
+    refused = {
+        receiver.url: ("scheme_not_allowed", "must be https"),
+        f"https://127.0.0.1:{receiver.port}/hook": ("address_not_allowed", "loopback"),
+        "https://localhost/hook": ("address_not_allowed", "loopback"),
+        "https://[::1]/hook": ("address_not_allowed", "loopback"),
+        "https://10.20.30.40/hook": ("address_not_allowed", "private"),
+        "https://192.168.1.5/hook": ("address_not_allowed", "private"),
+        "https://169.254.169.254/latest/meta-data/": ("address_not_allowed", "metadata"),
+        "https://[::ffff:10.0.0.1]/hook": ("address_not_allowed", "private"),
+        "https://user:pw@93.184.215.14/hook": ("credentials_in_url", "credentials"),
+    }
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s,
+        serving(receiver),
+    ):
+        with p.worker(web_port=port, env=env):
+            manage = Manage(s, port)
+            await wait_ready(manage)
+            for url, (reason, words) in refused.items():
+                status, answer = await manage.call(
+                    "POST", body={"url": url, "events": "email.bounce"}
+                )
+                assert status == 422, (url, status, answer)
+                assert answer["error"] == "url_not_allowed", (url, answer)
+                assert answer["reason"] == reason, (url, answer)
+                assert words in answer["detail"], (url, answer)
+                assert "pw" not in orjson.dumps(answer).decode(), answer
+            # A public address is taken; moving it to a loopback one is refused the same way.
+            made = await manage.create("https://93.184.215.14/hook", "email.bounce")
+            status, answer = await manage.call(
+                "PATCH", f"/{made['id']}", body={"url": f"https://127.0.0.1:{receiver.port}/"}
+            )
+            assert (status, answer["reason"]) == (422, "address_not_allowed"), answer
+            status, listed = await manage.call("GET")
+            assert status == 200
+            assert [(w["id"], w["url"]) for w in listed["webhooks"]] == [
+                (made["id"], "https://93.184.215.14/hook")
+            ]
+    assert receiver.deliveries == []
