@@ -219,6 +219,10 @@ class OffsetGuard:
                 log.error("consumer_stuck", stream=self._name, error=str(exc))
                 await self._consumer.app.crash(exc)
                 return
+            except Exception as exc:
+                # A broker error or a partition revoked mid-round: the next round tries
+                # again. A watcher that ended would never judge a partition again.
+                log.warning("offset_watch_failed", stream=self._name, error=repr(exc))
 
     async def check_quiet_partitions(self) -> None:
         """Seek back each quiet partition whose end offset is past the expected offset."""
@@ -243,7 +247,16 @@ class OffsetGuard:
             if end is None and tp in self._consumer.assignment():
                 # Assigned, yet the fetcher never saw the partition's end: ask the broker.
                 end = (await self._consumer.highwaters(tp)).get(tp)
-            if generation != self._generation or end is None or end <= expected:
+            if not self._current(generation) or end is None or end <= expected:
+                continue
+            earliest = await self._earliest(tp)
+            if not self._current(generation):
+                continue
+            if earliest > expected:
+                # Retention deleted those records unread: nothing to seek back to (each
+                # seek would land at the log start, and the partition look stuck).
+                self._warn("offsets_deleted_unread", tp, expected=expected, earliest=earliest)
+                self._next[tp] = earliest
                 continue
             stalled = now - self._stalled_since.get(tp, now)
             if stalled >= self._stuck_after_s:
@@ -252,6 +265,11 @@ class OffsetGuard:
                     f"{stalled:.0f} s, the broker holds up to {end}"
                 )
             await self._seek_back(tp, expected, end, now)
+
+    def _current(self, generation: int) -> bool:
+        """Still the guard's generation, and no rebalance under way (after an await)."""
+        app = getattr(self._consumer, "app", None)
+        return generation == self._generation and not (app is not None and app.rebalancing)
 
     async def _expect_assigned(self, generation: int) -> None:
         # Each assigned partition of the guarded topics is expected from its committed
@@ -293,7 +311,9 @@ class OffsetGuard:
         expected = self._next.get(tp)
         if expected is None:
             expected = await self._start_offset(tp, message.generation_id, offset)
-            self._next[tp] = expected
+            if message.generation_id != self._generation:
+                return False  # a newer generation meanwhile: this record comes again
+            expected = self._next.setdefault(tp, expected)
         if offset < expected:
             return True  # seen before: the dedupe skips it
         if offset == expected:
@@ -306,6 +326,8 @@ class OffsetGuard:
         if sought_at is not None and now - sought_at < self._reseek_after_s:
             return False  # the seek is under way
         earliest = await self._earliest(tp)
+        if message.generation_id != self._generation:
+            return False  # a newer generation meanwhile: this record comes again
         if earliest > expected:
             # Not a hole: retention deleted those records before anyone read them.
             self._warn("offsets_deleted_unread", tp, expected=expected, earliest=earliest)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 
 from processors.runtime.offsets import ConsumerStuck, OffsetGuard, keep_every_fetched_record
 
@@ -342,14 +343,74 @@ async def test_after_a_rebalance_without_records_assigned_partitions_are_still_w
     assert {tp for tp, _ in consumer.seeks} == {P0}
 
 
-async def test_records_that_come_while_a_generation_is_adopted_keep_their_progress() -> None:
+async def test_records_admitted_while_the_watcher_reads_an_offset_keep_their_progress() -> None:
+    # The watcher's read of P0's committed offset is slow; meanwhile the agent admits 10
+    # and 11 (its own read of the same offset). The watcher's late answer must not set
+    # P0 back to 10.
+    release = asyncio.Event()
+
+    @dataclass
+    class SlowCommitted(Committed):
+        async def get(self, generation: int, topic: str, partition: int) -> int | None:
+            if len(self.reads) == 0:
+                self.reads.append(generation)
+                await release.wait()
+                return self.offsets.get((topic, partition))
+            return await super().get(generation, topic, partition)
+
     app = App(consumer_generation_id=2)
-    consumer = Consumer(positions={P0: 20}, assigned={P0}, app=app)
-    guard = OffsetGuard(consumer, Committed({("email.events", 0): 10}), "t", TOPICS)
+    consumer = Consumer(positions={P0: 12}, assigned={P0}, app=app)
+    guard = OffsetGuard(consumer, SlowCommitted({("email.events", 0): 10}), "t", TOPICS)
+    watching = asyncio.create_task(guard.check_quiet_partitions())
+    await asyncio.sleep(0)
     assert await admitted(guard, [ev(P0, 10, generation=2), ev(P0, 11, generation=2)]) == [10, 11]
-    await guard.check_quiet_partitions()  # the generation is the app's: nothing to adopt
+    release.set()
+    await watching
     assert await admitted(guard, [ev(P0, 12, generation=2)]) == [12]
     assert consumer.seeks == []
+
+
+async def test_the_watcher_does_not_seek_to_records_retention_deleted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Committed 10, but the log now starts at 50 and ends at 60 and nothing comes: the
+    # watcher moves on to 50 instead of seeking to 10 for ever (and calling it stuck).
+    now = [100.0]
+    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    app = App(consumer_generation_id=1)
+    consumer = Consumer(earliest=50, positions={P0: 60}, assigned={P0}, app=app)
+    guard = OffsetGuard(consumer, Committed({("email.events", 0): 10}), "t", TOPICS)
+    await guard.check_quiet_partitions()
+    now[0] += 6
+    await guard.check_quiet_partitions()
+    assert consumer.seeks == []
+    now[0] += 6
+    await guard.check_quiet_partitions()
+    assert consumer.seeks == [(P0, 50)]
+
+
+async def test_a_failed_round_does_not_end_the_watcher() -> None:
+    # A broker error in one round (the committed offset unreadable) is logged; the next
+    # round seeks back as usual.
+    @dataclass
+    class FlakyCommitted(Committed):
+        async def get(self, generation: int, topic: str, partition: int) -> int | None:
+            self.reads.append(generation)
+            if len(self.reads) == 1:
+                raise KafkaTimeoutError
+            return self.offsets.get((topic, partition))
+
+    app = App(consumer_generation_id=1)
+    consumer = Consumer(positions={P0: 5}, assigned={P0}, app=app)
+    committed = FlakyCommitted({("email.events", 0): 3})
+    guard = OffsetGuard(consumer, committed, "t", TOPICS, quiet_s=0.01)
+    async with guard:
+        for _ in range(300):
+            if consumer.seeks:
+                break
+            await asyncio.sleep(0.01)
+    assert len(committed.reads) >= 2
+    assert consumer.seeks[0] == (P0, 3)
 
 
 async def test_records_of_unguarded_topics_pass_as_they_come() -> None:
