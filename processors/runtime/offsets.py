@@ -78,6 +78,12 @@ class CommittedOffsets:
     carries a group-level error (aiokafka does not raise those), and the read is retried,
     as it is on a retriable client error (a broker down: the agent waits, it does not
     crash), for ``attempts`` x ``pause_s`` (30 s).
+
+    One admin client serves every read for the worker's life, and a new one replaces it
+    after a retriable error (it may have picked a node that is down). A client that
+    starts fetches the metadata of every topic of the cluster, in pure Python: a client
+    per read, with the guard reading every assigned partition after each rebalance, cost
+    a worker seconds of CPU per start on a broker with a few thousand topics.
     """
 
     def __init__(
@@ -88,6 +94,8 @@ class CommittedOffsets:
         self._attempts = attempts
         self._pause_s = pause_s
         self._cache: dict[tuple[int, Partition], int | None] = {}
+        self._admin: AIOKafkaAdminClient | None = None
+        self._starting = asyncio.Lock()
 
     async def get(self, generation: int, topic: str, partition: int) -> int | None:
         """The committed offset, or None when nothing is committed; LookupError if the
@@ -98,29 +106,41 @@ class CommittedOffsets:
             self._cache[key] = await self._read(TopicPartition(topic, partition))
         return self._cache[key]
 
-    async def _read(self, tp: TopicPartition) -> int | None:
-        admin: AIOKafkaAdminClient | None = None
-        try:
-            for _ in range(self._attempts):
+    async def _client(self) -> AIOKafkaAdminClient:
+        async with self._starting:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
                 try:
-                    if admin is None:
-                        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-                        await admin.start()
-                    offsets = await admin.list_consumer_group_offsets(self._group, partitions=[tp])
-                except KafkaError as exc:
-                    # A broker down or a coordinator moving: a new client asks another node.
-                    if not exc.retriable:
-                        raise
+                    await admin.start()
+                except BaseException:
                     await _closed(admin)
-                    admin = None
-                    await asyncio.sleep(self._pause_s)
-                    continue
-                if tp in offsets:
-                    offset = offsets[tp].offset
-                    return offset if offset >= 0 else None
+                    raise
+                self._admin = admin
+            return self._admin
+
+    async def _replace(self, failed: AIOKafkaAdminClient | None) -> None:
+        # Only the client that failed: another read may have replaced it already.
+        if failed is not None and failed is self._admin:
+            self._admin = None
+            await _closed(failed)
+
+    async def _read(self, tp: TopicPartition) -> int | None:
+        for _ in range(self._attempts):
+            admin: AIOKafkaAdminClient | None = None
+            try:
+                admin = await self._client()
+                offsets = await admin.list_consumer_group_offsets(self._group, partitions=[tp])
+            except KafkaError as exc:
+                # A broker down or a coordinator moving: a new client asks another node.
+                if not exc.retriable:
+                    raise
+                await self._replace(admin)
                 await asyncio.sleep(self._pause_s)
-        finally:
-            await _closed(admin)
+                continue
+            if tp in offsets:
+                offset = offsets[tp].offset
+                return offset if offset >= 0 else None
+            await asyncio.sleep(self._pause_s)
         raise LookupError(f"the broker did not give {self._group}'s committed offset of {tp}")
 
 
