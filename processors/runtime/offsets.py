@@ -300,11 +300,9 @@ class OffsetGuard:
         for tp in self._consumer.assignment():
             if tp.topic not in self._topics or tp in self._next:
                 continue
-            try:
-                committed = await self._committed.get(generation, tp.topic, tp.partition)
-            except LookupError:
+            start = await self._committed_start(tp, generation)
+            if start is None:
                 continue  # no reference: this partition's first record sets its start
-            start = committed if committed is not None else await self._earliest(tp)
             if generation != self._generation:
                 return  # another rebalance meanwhile: the next round takes it
             # ``admit`` may have set it meanwhile, from the same committed offset or past it.
@@ -374,13 +372,21 @@ class OffsetGuard:
         # touch aiokafka from this one: seen to stall the partition for good).
         await self._consumer.seek_wait({tp: expected})
 
-    async def _start_offset(self, tp: Any, generation: int, offset: int) -> int:
+    async def _committed_start(self, tp: Any, generation: int) -> int | None:
+        """The committed offset, or the partition's first offset when nothing is committed;
+        None when the broker does not say."""
         try:
             committed = await self._committed.get(generation, tp.topic, tp.partition)
         except LookupError:
+            return None
+        return committed if committed is not None else await self._earliest(tp)
+
+    async def _start_offset(self, tp: Any, generation: int, offset: int) -> int:
+        start = await self._committed_start(tp, generation)
+        if start is None:
             self._warn("committed_offset_unknown", tp, start=offset)
             return offset  # no reference: the first record sets the start
-        return committed if committed is not None else await self._earliest(tp)
+        return start
 
     def _warn(self, event: str, tp: Any, **details: object) -> None:
         log.warning(event, stream=self._name, topic=tp.topic, partition=tp.partition, **details)
