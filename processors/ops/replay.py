@@ -52,7 +52,10 @@ def replay_topics(settings: ProcessorSettings, which: str) -> list[str]:
 async def plan(bootstrap: str, group: str, topics: list[str], to: datetime | None) -> list[Move]:
     """Where each partition of ``topics`` would move: earliest, or the first offset whose
     record timestamp is at or after ``to`` (the end offset where none is that late)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    # Never commits: the plan only reads (auto-commit would write positions on stop).
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         tps = [

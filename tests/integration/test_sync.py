@@ -190,7 +190,11 @@ async def _reset_offsets(bootstrap: str, group: str, topic: str) -> None:
             return str(described.to_object()["groups"][0]["state"])
 
         await eventually(state, lambda s: s == "Empty", timeout=30, what=f"{group} empty")
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+        # Auto-commit off: with it, stop() commits the positions the consumer fetched at
+        # assign() (the old committed offsets) over the reset, partition by partition.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
         await consumer.start()
         try:
             partitions = await consumer._client.fetch_all_metadata()
