@@ -250,19 +250,19 @@ class Broker:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop our broker (SIGTERM, then SIGKILL); True if one was running."""
-        pid = self.running_pid()
-        self.pid_file.unlink(missing_ok=True)
+        pid = self.terminate()
         if pid is None:
             return False
-        _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            _signal(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
+        _reap(pid, time.monotonic() + timeout)
         return True
+
+    def terminate(self) -> int | None:
+        """Send our broker SIGTERM and return its pid (None: none was running)."""
+        pid = self.running_pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is not None:
+            _signal(pid, signal.SIGTERM)
+        return pid
 
     def running_pid(self) -> int | None:
         """The pid of our broker if it is alive; a stale pid file is cleaned up."""
@@ -404,10 +404,18 @@ class Cluster:
         """Start one node again (after ``stop_node`` or a kill)."""
         self.node(node_id).start(timeout)
 
-    def stop(self) -> bool:
-        """Stop every node; True if any was running."""
-        stopped = [node.stop() for node in self.nodes]
-        return any(stopped)
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop every node; True if any was running.
+
+        All at once: stopped one after another, the last node's controlled shutdown
+        waits for a controller quorum that left with the others, until the SIGKILL
+        after ``timeout`` (30 s of every full stop).
+        """
+        pids = [pid for pid in (node.terminate() for node in self.nodes) if pid is not None]
+        deadline = time.monotonic() + timeout
+        for pid in pids:
+            _reap(pid, deadline)
+        return bool(pids)
 
     def stop_node(self, node_id: int) -> bool:
         return self.node(node_id).stop()
@@ -483,6 +491,16 @@ def _is_our_broker(pid: int, properties_file: Path) -> bool:
     except OSError:
         return True  # no /proc (not Linux): trust the pid file
     return b"kafka.Kafka" in cmdline and str(properties_file).encode() in cmdline
+
+
+def _reap(pid: int, deadline: float) -> None:
+    """Wait for ``pid`` to exit until ``deadline`` (monotonic), then SIGKILL it."""
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        _signal(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.1)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

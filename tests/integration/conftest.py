@@ -41,11 +41,12 @@ def kafka_bootstrap() -> Iterator[str]:
         broker.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kafka_cluster() -> Iterator[Cluster]:
     """Three real brokers on 127.0.0.1:9192/9194/9196 (RF 3, min ISR 2), started for the
-    session unless already up, and stopped again if started here. A test that stops or
-    kills a node starts it again before it ends."""
+    module that uses them unless already up, and stopped after it if started here: three
+    idle nodes take a fifth of a core, which the rest of the suite then runs without. A
+    test that stops or kills a node starts it again before it ends."""
     cluster = Cluster()
     running = any(node.running_pid() is not None for node in cluster.nodes)
     try:
