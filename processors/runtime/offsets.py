@@ -62,6 +62,7 @@ import asyncio
 import bisect
 import contextlib
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -314,6 +315,8 @@ class OffsetGuard:
         self._watcher: asyncio.Task[None] | None = None
         self.holes = 0
         self.compacted_holes = 0
+        # Messages dropped and not yet taken out of Faust's in-flight set (``_release``).
+        self._dropped: list[weakref.ref[Any]] = []
 
     async def __aenter__(self) -> OffsetGuard:
         self._watcher = asyncio.create_task(self._watch(), name=f"offsets:{self._name}")
@@ -345,6 +348,7 @@ class OffsetGuard:
 
     async def check_quiet_partitions(self) -> None:
         """Seek back each quiet partition whose end offset is past the expected offset."""
+        self._release_dropped()
         app = getattr(self._consumer, "app", None)
         if app is not None:
             if app.rebalancing or not app.tables.actives_ready:
@@ -424,6 +428,36 @@ class OffsetGuard:
 
     async def admit(self, event: Any) -> bool:
         """True: process ``event``. False: drop it (not acked: it comes again)."""
+        if await self._admit(event):
+            return True
+        self._dropped.append(weakref.ref(event.message))
+        self._release_dropped()
+        return False
+
+    def _release_dropped(self) -> None:
+        """Take the dropped messages out of Faust's in-flight set, without an ack.
+
+        Faust's stop and rebalance wait (``wait_empty``) until every message it handed
+        out is acked or garbage. A dropped one is never acked (Faust commits past a hole
+        of one record), and its stream's iterator still refers to the last one until a
+        later record comes: with the partitions paused for a stop, a SIGTERM'd worker
+        waited for it for good. Only once no other stream still has the message (a
+        refcount of one: ours), so that the wait still covers the other agents' work.
+        The record comes again after the seek, as a new message.
+        """
+        unacked = getattr(self._consumer, "_unacked_messages", None)
+        waiting: list[weakref.ref[Any]] = []
+        for ref in self._dropped:
+            message = ref()
+            if message is None or unacked is None or message.acked:
+                continue
+            if message.refcount <= 1:
+                unacked.discard(message)
+            else:
+                waiting.append(ref)
+        self._dropped = waiting
+
+    async def _admit(self, event: Any) -> bool:
         message = event.message
         tp, offset = message.tp, message.offset
         if tp.topic not in self._topics:
@@ -466,7 +500,7 @@ class OffsetGuard:
             # Not a hole: retention deleted those records before anyone read them.
             self._warn("offsets_deleted_unread", tp, expected=expected, earliest=earliest)
             self._next[tp] = earliest
-            return await self.admit(event)
+            return await self._admit(event)
         await self._seek_back(tp, expected, offset, now)
         return False
 

@@ -25,11 +25,13 @@ class TP(NamedTuple):
     partition: int
 
 
-@dataclass
+@dataclass(eq=False)
 class Message:
     tp: TP
     offset: int
     generation_id: int = 1
+    refcount: int = 1  # the streams that have it and did not ack it yet
+    acked: bool = False
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Consumer:
     broker_ends: dict[TP, int] = field(default_factory=dict)
     asked: list[TP] = field(default_factory=list)
     gaps: list[tuple[TP, int, int]] = field(default_factory=list)
+    # Faust's: the messages handed out, waited for at a stop or rebalance until acked.
+    _unacked_messages: set[Message] = field(default_factory=set)
 
     def assignment(self) -> set[TP]:
         return self.assigned
@@ -587,3 +591,23 @@ async def test_an_assigned_partition_none_of_whose_records_come_is_watched(
     assert consumer.asked == [P1]
     assert consumer.seeks == [(P1, 4)]
     assert await admitted(guard, [ev(P1, 4), ev(P1, 5)]) == [4, 5]
+
+
+async def test_a_dropped_record_is_not_waited_for_at_a_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust's stop waits for every message handed out until it is acked; a dropped one
+    # never is. It leaves the set (without an ack) once no other stream still has it.
+    now = [100.0]
+    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    guard, consumer = guard_for({P0: 10})
+    alone, shared = ev(P0, 12), ev(P0, 13)
+    shared.message.refcount = 2  # the address agent still works on it
+    given = [ev(P0, 10), alone, shared]
+    consumer._unacked_messages.update(e.message for e in given)
+    assert await admitted(guard, given) == [10]
+    assert consumer._unacked_messages == {given[0].message, shared.message}
+    assert not alone.message.acked  # not acked: Faust must not commit past the hole
+    shared.message.refcount = 1  # the other agent acked its share
+    await guard.check_quiet_partitions()
+    assert consumer._unacked_messages == {given[0].message}
