@@ -56,7 +56,7 @@ def kafka_cluster() -> Iterator[Cluster]:
     print(f"\ncluster ready on {cluster.bootstrap}")
     yield cluster
     if not running:
-        cluster.stop()
+        cluster.stop(at_once=True)
 
 
 @pytest.fixture(scope="session")
