@@ -1,6 +1,6 @@
 """``OffsetGuard``: an agent sees each partition's records in offset order, without holes.
 
-Why. Our input topics are neither compacted nor transactional, so the records of a partition
+Why. Our topics are neither compacted nor transactional, so the records of a partition
 have consecutive offsets, and the raw-position dedupe (processors/transitions.py) relies
 on seeing them in that order: it skips an input at or below the highest raw position
 applied for its address. Faust does not guarantee it. Seen in this project's logs after a
@@ -41,13 +41,6 @@ What the guard does, per partition of one stream, per rebalance generation:
 If retention deleted the missing records before anyone read them, that is not a hole: the
 guard goes on from the partition's first offset, with a warning.
 
-A compacted topic (``compacted``: the suppression commands the delivery agent reads) has
-holes by design, and Faust drops records there as anywhere: a hole is either. The guard
-asks the broker (``PresentOffsets``, a reader of its own): if no record is left in the
-hole, it goes on past it and tells Faust's commit so (``_add_gap``; Faust commits only
-over contiguous offsets, and we switched off its own gap records with its read-offset
-filter), else it seeks back as for any other topic. The same holds for a hole at the end.
-
 A consumer that never delivers the sought records again is stuck, and only a new process
 gets it going: seen after all brokers of a cluster were stopped and started, when Faust's
 commit waited on for good and no seek took effect. When a partition's expected offset
@@ -59,15 +52,12 @@ exits non-zero and its supervisor starts it again, from the committed offsets.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import time
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 from aiokafka.structs import TopicPartition
@@ -161,86 +151,6 @@ async def _closed(admin: AIOKafkaAdminClient | None) -> None:
             await admin.close()
 
 
-@dataclass(frozen=True)
-class Scan:
-    """What a partition held when read: the offsets in [``start``, ``covered``) that hold a
-    record, read at ``at`` (monotonic)."""
-
-    start: int
-    covered: int
-    present: tuple[int, ...]
-    at: float
-
-    def hole(self, start: int, stop: int) -> bool | None:
-        """True: no record in [start, stop); False: one at least; None: not read that far."""
-        if start < self.start:
-            return None
-        i = bisect.bisect_left(self.present, start)
-        if i < len(self.present) and self.present[i] < stop:
-            return False
-        return True if stop <= self.covered else None
-
-
-class PresentOffsets:
-    """Which offsets of a partition hold a record now, as the broker has it.
-
-    A consumer of its own (no group, nothing committed, one partition at a time) reads
-    from ``start`` until it reaches ``stop`` or finds a record before it. aiokafka moves
-    its position past the last offset of each batch, records compacted away included, so
-    a hole that reaches the end offset is read to its end too.
-    """
-
-    def __init__(self, bootstrap_servers: str, timeout_s: float = 10.0) -> None:
-        self._bootstrap = bootstrap_servers
-        self._timeout_s = timeout_s
-        self._consumer: AIOKafkaConsumer | None = None
-        self._lock = asyncio.Lock()
-
-    async def scan(self, tp: Any, start: int, stop: int) -> Scan:
-        """LookupError when the broker does not say within ``timeout_s``."""
-        async with self._lock:
-            try:
-                return await asyncio.wait_for(self._scan(tp, start, stop), self._timeout_s)
-            except (KafkaError, TimeoutError) as exc:
-                await self._close()  # the next read starts a new consumer
-                raise LookupError(f"{tp.topic}[{tp.partition}] from {start}: {exc!r}") from exc
-
-    async def close(self) -> None:
-        """Stop the consumer (a later ``scan`` starts another)."""
-        async with self._lock:
-            await self._close()
-
-    async def _close(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            with contextlib.suppress(KafkaError):
-                await consumer.stop()
-
-    async def _scan(self, tp: Any, start: int, stop: int) -> Scan:
-        if self._consumer is None:
-            # "earliest": below the log start, the read starts there (it finds records,
-            # and the guard's retention check takes over), never at the end.
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-            )
-            await consumer.start()
-            self._consumer = consumer
-        consumer = self._consumer
-        tp = TopicPartition(tp.topic, tp.partition)
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        present: list[int] = []
-        while True:
-            batch = await consumer.getmany(tp, timeout_ms=200, max_records=500)
-            present.extend(r.offset for r in batch.get(tp, ()))
-            position = await consumer.position(tp)
-            if position >= stop or (present and present[0] < stop):
-                return Scan(start, position, tuple(present), time.monotonic())
-
-
 class _NoReadOffsets(dict[Any, Any]):
     """Stands in for Faust's ``Consumer._read_offset``, and never holds an offset.
 
@@ -279,8 +189,6 @@ class OffsetGuard:
         committed: Any,
         name: str,
         topics: frozenset[str],
-        compacted: frozenset[str] = frozenset(),
-        present: PresentOffsets | None = None,
         reseek_after_s: float = 5.0,
         quiet_s: float = 5.0,
         patience: float = 12.0,
@@ -294,13 +202,7 @@ class OffsetGuard:
         # The topics guarded: their assigned partitions are watched, their records admitted
         # in order. A stream's records of other topics pass as they come: a compacted topic
         # read beside a hop topic has holes by design, which would be sought back for ever.
-        self._topics = topics | compacted
-        # Topics where a hole may be compaction, told apart by ``present`` (the broker).
-        self._compacted = compacted
-        if compacted and present is None:
-            raise ValueError("a guard of compacted topics needs PresentOffsets")
-        self._present = present
-        self._scans: dict[Any, Scan] = {}
+        self._topics = topics
         self._reseek_after_s = reseek_after_s
         self._generation: int | None = None
         self._next: dict[Any, int] = {}
@@ -314,8 +216,7 @@ class OffsetGuard:
         self._stalled_since: dict[Any, float] = {}
         self._watcher: asyncio.Task[None] | None = None
         self.holes = 0
-        self.compacted_holes = 0
-        # Messages dropped and not yet taken out of Faust's in-flight set (``_release``).
+        # Messages dropped and not yet taken out of Faust's in-flight set.
         self._dropped: list[weakref.ref[Any]] = []
 
     async def __aenter__(self) -> OffsetGuard:
@@ -372,13 +273,6 @@ class OffsetGuard:
                 end = (await self._consumer.highwaters(tp)).get(tp)
             if not self._current(generation) or end is None or end <= expected:
                 continue
-            if tp.topic in self._compacted:
-                hole = await self._compaction_hole(tp, expected, end)
-                if not self._current(generation) or hole is None:
-                    continue  # the broker did not say: the next round asks again
-                if hole:
-                    await self._past_hole(tp, expected, end)
-                    continue
             earliest = await self._earliest(tp)
             if not self._current(generation):
                 continue
@@ -479,16 +373,6 @@ class OffsetGuard:
             self._seeking.pop(tp, None)
             self._stalled_since.pop(tp, None)
             return True
-        if tp.topic in self._compacted:
-            # Asked before the "seek under way" test: after a seek, the first record may
-            # well be past a hole right at the expected offset.
-            hole = await self._compaction_hole(tp, expected, offset)
-            if message.generation_id != self._generation:
-                return False  # a newer generation meanwhile: this record comes again
-            if hole:
-                await self._past_hole(tp, expected, offset)
-                self._next[tp] = offset + 1
-                return True
         sought_at = self._seeking.get(tp)
         now = time.monotonic()
         if sought_at is not None and now - sought_at < self._reseek_after_s:
@@ -503,37 +387,6 @@ class OffsetGuard:
             return await self._admit(event)
         await self._seek_back(tp, expected, offset, now)
         return False
-
-    async def _compaction_hole(self, tp: Any, start: int, stop: int) -> bool | None:
-        """Whether the broker holds no record in [start, stop) (None: it did not say).
-
-        A read is reused for ``reseek_after_s``: a replay of a compacted partition meets a
-        hole every few records, and one read covers hundreds of them. Not longer: the
-        cleaner may remove more records meanwhile, and a stale read would then send the
-        guard seeking back for a record that is gone.
-        """
-        assert self._present is not None  # __init__ requires it for compacted topics
-        scan = self._scans.get(tp)
-        hole = None
-        if scan is not None and time.monotonic() - scan.at < self._reseek_after_s:
-            hole = scan.hole(start, stop)
-        if hole is None:
-            try:
-                scan = await self._present.scan(tp, start, stop)
-            except LookupError as exc:
-                self._warn("present_offsets_unknown", tp, start=start, error=str(exc))
-                return None
-            self._scans[tp] = scan
-            hole = scan.hole(start, stop)
-        return hole
-
-    async def _past_hole(self, tp: Any, start: int, stop: int) -> None:
-        """Go on at ``stop``, and let Faust's commit move over [start, stop)."""
-        self.compacted_holes += 1
-        self._next[tp] = stop
-        self._seeking.pop(tp, None)
-        self._stalled_since.pop(tp, None)
-        await self._consumer._add_gap(tp, start, stop - 1)  # Faust: [start, stop - 1]
 
     async def _seek_back(self, tp: Any, expected: int, seen: int, now: float) -> None:
         if tp not in self._seeking:

@@ -5,19 +5,13 @@ offset comes; records seen before pass (the dedupe skips them)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
-from processors.runtime.offsets import (
-    ConsumerStuck,
-    OffsetGuard,
-    Scan,
-    keep_every_fetched_record,
-)
+from processors.runtime.offsets import ConsumerStuck, OffsetGuard, keep_every_fetched_record
 
 
 class TP(NamedTuple):
@@ -62,7 +56,6 @@ class Consumer:
     app: App | None = None
     broker_ends: dict[TP, int] = field(default_factory=dict)
     asked: list[TP] = field(default_factory=list)
-    gaps: list[tuple[TP, int, int]] = field(default_factory=list)
     # Faust's: the messages handed out, waited for at a stop or rebalance until acked.
     _unacked_messages: set[Message] = field(default_factory=set)
 
@@ -82,10 +75,6 @@ class Consumer:
 
     async def earliest_offsets(self, *partitions: TP) -> dict[TP, int]:
         return dict.fromkeys(partitions, self.earliest)
-
-    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        """Faust's: offsets [from, to] its commit may move over as if acked."""
-        self.gaps.append((tp, offset_from, offset_to))
 
 
 @dataclass
@@ -426,142 +415,6 @@ async def test_a_failed_round_does_not_end_the_watcher() -> None:
             await asyncio.sleep(0.01)
     assert len(committed.reads) >= 2
     assert consumer.seeks[0] == (P0, 3)
-
-
-@dataclass
-class Present:
-    """The offsets of the compacted topic that still hold a record, as the broker has them
-    (``PresentOffsets``); reads up to ``stop``, or ``ahead`` offsets past it."""
-
-    offsets: set[int]
-    ahead: int = 0
-    scans: list[tuple[int, int]] = field(default_factory=list)
-    unknown: bool = False
-
-    async def scan(self, tp: TP, start: int, stop: int) -> Scan:
-        self.scans.append((start, stop))
-        if self.unknown:
-            raise LookupError("no answer")
-        covered = stop + self.ahead
-        present = tuple(sorted(o for o in self.offsets if start <= o < covered))
-        return Scan(start, covered, present, time.monotonic())
-
-
-C0 = TP("suppression.commands", 0)
-
-
-def compacted_guard(
-    committed: int, present: Present, **kwargs: Any
-) -> tuple[OffsetGuard, Consumer]:
-    consumer = kwargs.pop("consumer", None) or Consumer()
-    offsets = Committed({(C0.topic, C0.partition): committed})
-    compacted = frozenset({C0.topic})
-    guard = OffsetGuard(consumer, offsets, "t", TOPICS, compacted, present, **kwargs)  # type: ignore[arg-type]
-    return guard, consumer
-
-
-async def test_a_compaction_hole_is_passed_and_told_to_faust_commit() -> None:
-    guard, consumer = compacted_guard(0, Present({0, 3, 4}))
-    assert await admitted(guard, [ev(C0, 0), ev(C0, 3), ev(C0, 4)]) == [0, 3, 4]
-    assert consumer.seeks == []
-    assert consumer.gaps == [(C0, 1, 2)]  # Faust may commit over 1 and 2
-    assert (guard.holes, guard.compacted_holes) == (0, 1)
-
-
-async def test_a_record_dropped_from_a_compacted_topic_is_sought_back() -> None:
-    # 1 and 2 are still on the broker: the hole is Faust's, not compaction's.
-    guard, consumer = compacted_guard(0, Present({0, 1, 2, 3}))
-    assert await admitted(guard, [ev(C0, 0), ev(C0, 3)]) == [0]
-    assert consumer.seeks == [(C0, 1)]
-    assert consumer.gaps == []
-    assert await admitted(guard, [ev(C0, 1), ev(C0, 2), ev(C0, 3)]) == [1, 2, 3]
-
-
-async def test_after_a_seek_the_first_record_past_a_compaction_hole_passes() -> None:
-    # Sought back to 1 for a dropped record; the broker's next record there is 5 (2..4
-    # compacted away): not "a seek under way", a hole.
-    present = Present({0, 1, 5, 6})
-    guard, consumer = compacted_guard(0, present)
-    assert await admitted(guard, [ev(C0, 0), ev(C0, 6)]) == [0]
-    assert consumer.seeks == [(C0, 1)]
-    assert await admitted(guard, [ev(C0, 1), ev(C0, 5), ev(C0, 6)]) == [1, 5, 6]
-    assert consumer.gaps == [(C0, 2, 4)]
-
-
-async def test_one_read_of_the_broker_serves_the_holes_it_covers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
-    present = Present({0, 2, 4, 6, 8, 20}, ahead=10)
-    guard, consumer = compacted_guard(0, present)
-    for offset in (0, 2, 4, 6, 8):
-        assert await admitted(guard, [ev(C0, offset)]) == [offset]
-    assert present.scans == [(1, 2)]  # the first read covered up to 12
-    now[0] += 6  # a read that old may be stale: the cleaner may have removed more since
-    assert await admitted(guard, [ev(C0, 20)]) == [20]
-    assert present.scans == [(1, 2), (9, 20)]
-    assert consumer.seeks == []
-    assert len(consumer.gaps) == 5
-
-
-async def test_when_the_broker_does_not_say_a_compacted_hole_is_sought_back() -> None:
-    guard, consumer = compacted_guard(0, Present({0, 3}, unknown=True))
-    assert await admitted(guard, [ev(C0, 0), ev(C0, 3)]) == [0]
-    assert consumer.seeks == [(C0, 1)]
-    assert consumer.gaps == []
-
-
-async def test_a_compaction_hole_at_the_end_is_passed_by_the_watcher(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The partition ends at 5, its last record is 2 (3 and 4 compacted away): no seek.
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
-    app = App(consumer_generation_id=1)
-    consumer = Consumer(positions={C0: 5}, assigned={C0}, app=app)
-    guard, _ = compacted_guard(0, Present({0, 1, 2}), consumer=consumer)
-    assert await admitted(guard, [ev(C0, 0), ev(C0, 1), ev(C0, 2)]) == [0, 1, 2]
-    now[0] += 6
-    await guard.check_quiet_partitions()
-    assert consumer.seeks == []
-    assert consumer.gaps == [(C0, 3, 4)]
-    now[0] += 6
-    await guard.check_quiet_partitions()  # caught up now: nothing more to judge
-    assert consumer.gaps == [(C0, 3, 4)]
-
-
-async def test_a_compacted_partition_none_of_whose_records_come_is_sought_back(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Committed 1, the broker holds 1..11, none reach the agent (Faust dropped them with
-    # an old generation): the watcher seeks back to 1, and the records then pass.
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
-    app = App(consumer_generation_id=1)
-    consumer = Consumer(positions={C0: 12}, assigned={C0}, app=app)
-    guard, _ = compacted_guard(1, Present(set(range(12))), consumer=consumer)
-    await guard.check_quiet_partitions()
-    now[0] += 6
-    await guard.check_quiet_partitions()
-    assert consumer.seeks == [(C0, 1)]
-    assert await admitted(guard, [ev(C0, o) for o in range(1, 12)]) == list(range(1, 12))
-    assert consumer.gaps == []
-
-
-def test_a_guard_of_compacted_topics_needs_the_broker_reader() -> None:
-    with pytest.raises(ValueError, match="PresentOffsets"):
-        OffsetGuard(Consumer(), Committed(), "t", TOPICS, frozenset({C0.topic}))
-
-
-def test_a_scan_says_only_what_it_read() -> None:
-    scan = Scan(start=10, covered=20, present=(10, 14, 19), at=0.0)
-    assert scan.hole(11, 14) is True
-    assert scan.hole(11, 15) is False
-    assert scan.hole(15, 19) is True
-    assert scan.hole(15, 21) is False  # 19 is before 21
-    assert scan.hole(20, 25) is None  # past what was read
-    assert scan.hole(5, 9) is None  # before it
 
 
 async def test_records_of_unguarded_topics_pass_as_they_come() -> None:
