@@ -335,7 +335,7 @@ class OffsetGuard:
         out is acked or garbage. A dropped one is never acked (Faust commits past a hole
         of one record), and its stream's iterator still refers to the last one until a
         later record comes: with the partitions paused for a stop, a SIGTERM'd worker
-        waited for it for good. Only once no other stream still has the message (a
+        would wait for it for good. Only once no other stream still has the message (a
         refcount of one: ours), so that the wait still covers the other agents' work.
         The record comes again after the seek, as a new message.
         """
