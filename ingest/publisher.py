@@ -5,6 +5,14 @@ replica has the record. It never waits longer than ``append_timeout_s`` and neve
 more than ``max_in_flight`` records wait for the broker at once (memory stays bounded
 even while the broker is down); both cases raise a retriable ``AppendError`` that the
 handler turns into 503 + Retry-After.
+
+An idempotent producer whose sequence the brokers no longer accept
+(``OutOfOrderSequenceNumber``, seen after every broker of a cluster was stopped and
+started) never sends again: aiokafka fails each batch with it and never resets its
+producer id or sequence, where Kafka's Java client would take a new producer id. Nor does
+one whose sender task died. So the publisher replaces it: the appends under way fail
+(503, the sender retries), and a new producer, with a new producer id, takes over once
+connected.
 """
 
 from __future__ import annotations
@@ -15,7 +23,14 @@ from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from ingest.errors import AppendError, OverloadedError
 from ingest.settings import KafkaSettings
@@ -23,6 +38,10 @@ from schemas.raw import RawWebhook
 from schemas.topics import RAW_CONFIG, TopicSpec, ensure_topics
 
 log = structlog.get_logger("ingest.publisher")
+
+# After these the producer's id or sequence is no longer the broker's: only a new one sends.
+PRODUCER_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
+STOP_TIMEOUT_S = 5.0  # for a replaced producer to send what it holds, then to close
 
 
 class Publisher(Protocol):
@@ -45,6 +64,7 @@ class KafkaPublisher:
         self._pending: set[asyncio.Future[object]] = set()
         self._reachable = False
         self._watch_task: asyncio.Task[None] | None = None
+        self._retiring: asyncio.Task[None] | None = None  # a replaced producer's close
 
     @property
     def in_flight(self) -> int:
@@ -57,7 +77,11 @@ class KafkaPublisher:
     async def _watch_broker(self, producer: AIOKafkaProducer) -> None:
         while True:
             try:
-                await asyncio.wait_for(producer.client.fetch_all_metadata(), 2.0)
+                # Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancellation that
+                # comes as the broker's answer does, and this loop (so the stop awaiting
+                # it) would then never end.
+                async with asyncio.timeout(2.0):
+                    await producer.client.fetch_all_metadata()
                 self._reachable = True
             except (TimeoutError, KafkaError, OSError):
                 self._reachable = False
@@ -123,6 +147,7 @@ class KafkaPublisher:
         except BaseException as exc:
             self._in_flight -= 1
             if isinstance(exc, (TimeoutError, KafkaError)):
+                self._replace_if_lost(producer, exc)
                 raise AppendError(
                     f"broker did not accept the record: {type(exc).__name__}"
                 ) from exc
@@ -134,8 +159,51 @@ class KafkaPublisher:
                 asyncio.shield(future), self._settings.append_timeout_s
             )
         except (TimeoutError, KafkaError) as exc:
+            self._replace_if_lost(producer, exc)
             raise AppendError(f"broker did not acknowledge in time: {type(exc).__name__}") from exc
+        except asyncio.CancelledError:
+            if not future.cancelled():
+                raise  # this request was cancelled, not the record
+            raise AppendError("broker did not acknowledge: the producer was replaced") from None
         return metadata.partition, metadata.offset
+
+    def _replace_if_lost(self, producer: AIOKafkaProducer, exc: BaseException) -> None:
+        """Start replacing ``producer`` if ``exc`` means it will never send again (once,
+        whichever append sees it first)."""
+        task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+        dead = task is not None and task.done()  # every later send fails with its error
+        if not (dead or isinstance(exc, PRODUCER_LOST)) or self._producer is not producer:
+            return
+        log.warning("producer_replaced", error=type(exc).__name__, sender_dead=dead)
+        self._producer = None  # appends answer 503 until the new one is connected
+        self._reachable = False
+        watch, self._watch_task = self._watch_task, None
+        if watch is not None:
+            watch.cancel()
+        self._retiring = asyncio.create_task(self._retire(producer))
+        self._connect_task = asyncio.create_task(self._reconnect(self._retiring))
+
+    async def _reconnect(self, retiring: asyncio.Task[None]) -> None:
+        await asyncio.shield(retiring)  # a stop() meanwhile still lets it finish
+        await self._connect_forever()
+
+    async def _retire(self, old: AIOKafkaProducer) -> None:
+        """Close ``old``. What it still holds is failed (503s) rather than sent later,
+        behind the new producer's records, or retried for ever: aiokafka never expires an
+        idempotent batch."""
+        stopping = asyncio.ensure_future(old.stop())
+        done, _ = await asyncio.wait([stopping], timeout=STOP_TIMEOUT_S)
+        if not done:
+            old._message_accumulator.fail_all(ProducerClosed())  # lets its close finish
+            done, _ = await asyncio.wait([stopping], timeout=STOP_TIMEOUT_S)
+        if done:
+            with contextlib.suppress(KafkaError):
+                stopping.result()
+            return
+        log.error("producer_not_closed", after_s=2 * STOP_TIMEOUT_S)
+        stopping.cancel()
+        for future in list(self._pending):  # the old producer's: no other one sends yet
+            future.cancel()  # each holds an in-flight slot until settled
 
     def _release(self, future: asyncio.Future[object]) -> None:
         self._pending.discard(future)
@@ -148,10 +216,15 @@ class KafkaPublisher:
         for task in (self._connect_task, self._watch_task):
             if task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._producer is not None:
+                # ``wait``, not ``await task`` in a suppress(CancelledError): that would
+                # also swallow a cancellation of this stop, and wait for ever.
+                await asyncio.wait([task], timeout=STOP_TIMEOUT_S)
+                if not task.done():
+                    log.error("publisher_task_not_stopped", task=task.get_name())
+        if self._retiring is not None:
+            await self._retiring  # bounded: 2 x STOP_TIMEOUT_S
+        producer, self._producer = self._producer, None
+        if producer is not None:
             with contextlib.suppress(KafkaError):
-                await self._producer.flush()
-            await self._producer.stop()
-            self._producer = None
+                await producer.flush()
+            await producer.stop()
