@@ -47,6 +47,8 @@ from processors.hops import BadItem, Batches, decode_batch
 from processors.keys import dedupe_entry
 from processors.metrics import ProcessorMetrics
 from processors.runtime.batcher import Hop, HopBatcher
+from processors.runtime.commits import RefusedCommits
+from processors.runtime.inflight import InFlight
 from processors.runtime.offsets import (
     CommittedOffsets,
     OffsetGuard,
@@ -259,7 +261,10 @@ def register_agents(
     def guard(name: str, topic: faust.TopicT) -> OffsetGuard:
         # Called as each agent starts, before the consumer's fetch loop runs.
         keep_every_fetched_record(app.consumer)
-        return OffsetGuard(app.consumer, committed, name, frozenset(topic.topics))
+        RefusedCommits.of(app.consumer)
+        return OffsetGuard(
+            app.consumer, committed, name, frozenset(topic.topics), inflight=InFlight.of(app)
+        )
 
     async def send_to_dlq(
         event: faust.EventT[bytes],
