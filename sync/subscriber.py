@@ -169,7 +169,8 @@ async def wait_for_topic(consumer: AIOKafkaConsumer, topic: str, stop: asyncio.E
             return True
         log.warning("waiting for the topic", topic=topic)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=5)
+            async with asyncio.timeout(5):  # not wait_for: see ingest/publisher.py
+                await stop.wait()
     return False
 
 

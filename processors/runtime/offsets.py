@@ -1,6 +1,6 @@
 """``OffsetGuard``: an agent sees each partition's records in offset order, without holes.
 
-Why. Our topics are neither compacted nor transactional, so the records of a partition
+Why. Our input topics are neither compacted nor transactional, so the records of a partition
 have consecutive offsets, and the raw-position dedupe (processors/transitions.py) relies
 on seeing them in that order: it skips an input at or below the highest raw position
 applied for its address. Faust does not guarantee it. Seen in this project's logs after a
@@ -41,6 +41,21 @@ What the guard does, per partition of one stream, per rebalance generation:
 If retention deleted the missing records before anyone read them, that is not a hole: the
 guard goes on from the partition's first offset, with a warning.
 
+A compacted topic (``compacted``: the suppression commands the delivery agent reads) has
+holes by design, and Faust drops records there as anywhere: a hole is either. The guard
+asks the broker (``PresentOffsets``, a reader of its own): if no record is left in the
+hole, it goes on past it and tells Faust's commit so (``_add_gap``; Faust commits only
+over contiguous offsets, and we switched off its own gap records with its read-offset
+filter), else it seeks back as for any other topic. The same holds for a hole at the end.
+
+Records admitted and then never committed are a stall the guard cannot mend, but it can
+say so: when Faust's committed offset of a partition stays below the expected one, and
+unchanged, for ``stuck_after_s`` while the worker is assigned and ready, the watcher logs
+``commit_stalled`` once, with what Faust's commit works from (its committed offset, the
+first acked offsets, the gaps, the in-flight messages of the partition and their shares).
+Compacted topics are left out: Faust folds a gap into its commit only together with a
+later ack, so a partition ending in a compacted hole stays uncommitted past it by design.
+
 A consumer that never delivers the sought records again is stuck, and only a new process
 gets it going: seen after all brokers of a cluster were stopped and started, when Faust's
 commit waited on for good and no seek took effect. When a partition's expected offset
@@ -52,15 +67,19 @@ exits non-zero and its supervisor starts it again, from the committed offsets.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import time
-import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 from aiokafka.structs import TopicPartition
+
+from processors.runtime.inflight import InFlight
 
 log = structlog.get_logger("processors")
 
@@ -151,6 +170,89 @@ async def _closed(admin: AIOKafkaAdminClient | None) -> None:
             await admin.close()
 
 
+@dataclass(frozen=True)
+class Scan:
+    """What a partition held when read: the offsets in [``start``, ``covered``) that hold a
+    record, read at ``at`` (monotonic)."""
+
+    start: int
+    covered: int
+    present: tuple[int, ...]
+    at: float
+
+    def hole(self, start: int, stop: int) -> bool | None:
+        """True: no record in [start, stop); False: one at least; None: not read that far."""
+        if start < self.start:
+            return None
+        i = bisect.bisect_left(self.present, start)
+        if i < len(self.present) and self.present[i] < stop:
+            return False
+        return True if stop <= self.covered else None
+
+
+class PresentOffsets:
+    """Which offsets of a partition hold a record now, as the broker has it.
+
+    A consumer of its own (no group, nothing committed, one partition at a time) reads
+    from ``start`` until it reaches ``stop`` or finds a record before it. aiokafka moves
+    its position past the last offset of each batch, records compacted away included, so
+    a hole that reaches the end offset is read to its end too.
+    """
+
+    def __init__(self, bootstrap_servers: str, timeout_s: float = 10.0) -> None:
+        self._bootstrap = bootstrap_servers
+        self._timeout_s = timeout_s
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def scan(self, tp: Any, start: int, stop: int) -> Scan:
+        """LookupError when the broker does not say within ``timeout_s``."""
+        async with self._lock:
+            try:
+                # Not ``wait_for``: on Python 3.11 it swallows a cancellation that comes as
+                # the scan ends, and the guard's watcher loop would then never stop.
+                async with asyncio.timeout(self._timeout_s):
+                    return await self._scan(tp, start, stop)
+            except (KafkaError, TimeoutError) as exc:
+                await self._close()  # the next read starts a new consumer
+                raise LookupError(f"{tp.topic}[{tp.partition}] from {start}: {exc!r}") from exc
+
+    async def close(self) -> None:
+        """Stop the consumer (a later ``scan`` starts another)."""
+        async with self._lock:
+            await self._close()
+
+    async def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+
+    async def _scan(self, tp: Any, start: int, stop: int) -> Scan:
+        if self._consumer is None:
+            # "earliest": below the log start, the read starts there (it finds records,
+            # and the guard's retention check takes over), never at the end.
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
+            await consumer.start()
+            self._consumer = consumer
+        consumer = self._consumer
+        tp = TopicPartition(tp.topic, tp.partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        present: list[int] = []
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=200, max_records=500)
+            present.extend(r.offset for r in batch.get(tp, ()))
+            position = await consumer.position(tp)
+            if position >= stop or (present and present[0] < stop):
+                return Scan(start, position, tuple(present), time.monotonic())
+
+
 class _NoReadOffsets(dict[Any, Any]):
     """Stands in for Faust's ``Consumer._read_offset``, and never holds an offset.
 
@@ -189,10 +291,13 @@ class OffsetGuard:
         committed: Any,
         name: str,
         topics: frozenset[str],
+        compacted: frozenset[str] = frozenset(),
+        present: PresentOffsets | None = None,
         reseek_after_s: float = 5.0,
         quiet_s: float = 5.0,
         patience: float = 12.0,
         stuck_after_s: float = 120.0,
+        inflight: InFlight | None = None,
     ) -> None:
         # ``consumer``: Faust's Consumer (``seek_wait``, ``highwater``, ``earliest_offsets``);
         # ``committed``: a ``CommittedOffsets`` (``async get(generation, topic, partition)``).
@@ -202,10 +307,17 @@ class OffsetGuard:
         # The topics guarded: their assigned partitions are watched, their records admitted
         # in order. A stream's records of other topics pass as they come: a compacted topic
         # read beside a hop topic has holes by design, which would be sought back for ever.
-        self._topics = topics
+        self._topics = topics | compacted
+        # Topics where a hole may be compaction, told apart by ``present`` (the broker).
+        self._compacted = compacted
+        if compacted and present is None:
+            raise ValueError("a guard of compacted topics needs PresentOffsets")
+        self._present = present
+        self._scans: dict[Any, Scan] = {}
         self._reseek_after_s = reseek_after_s
         self._generation: int | None = None
         self._next: dict[Any, int] = {}
+        self._first: dict[Any, int] = {}  # partition -> its expected offset at first
         self._seeking: dict[Any, float] = {}  # partition -> when we last sought it back
         self._last_seen: dict[Any, float] = {}  # partition -> when a record last came
         self._quiet_s = quiet_s
@@ -214,10 +326,13 @@ class OffsetGuard:
         self._stuck_after_s = stuck_after_s
         # partition -> when it was first sought back since its expected offset last moved
         self._stalled_since: dict[Any, float] = {}
+        # partition -> (Faust's committed offset, since when it is so while behind, logged)
+        self._commit_frozen: dict[Any, tuple[int | None, float, bool]] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._inflight = inflight
         self.holes = 0
-        # Messages dropped and not yet taken out of Faust's in-flight set.
-        self._dropped: list[weakref.ref[Any]] = []
+        self.compacted_holes = 0
+        self.commit_stalls = 0  # partitions logged as ``commit_stalled``
 
     async def __aenter__(self) -> OffsetGuard:
         self._watcher = asyncio.create_task(self._watch(), name=f"offsets:{self._name}")
@@ -226,8 +341,9 @@ class OffsetGuard:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            # ``wait``, not ``await`` in a suppress(CancelledError), which would swallow a
+            # cancellation of this exit too.
+            await asyncio.wait([self._watcher])
 
     async def _watch(self) -> None:
         # A hole at the end of what a partition holds shows no later record to reveal it
@@ -249,11 +365,11 @@ class OffsetGuard:
 
     async def check_quiet_partitions(self) -> None:
         """Seek back each quiet partition whose end offset is past the expected offset."""
-        self._release_dropped()
         app = getattr(self._consumer, "app", None)
         if app is not None:
             if app.rebalancing or not app.tables.actives_ready:
                 self._stalled_since.clear()  # recovering tables: records wait, by design
+                self._commit_frozen.clear()
                 return
             if app.consumer_generation_id != self._generation:
                 self._new_generation(app.consumer_generation_id)
@@ -262,6 +378,7 @@ class OffsetGuard:
             return  # no record yet and no app to say which generation this is
         await self._expect_assigned(generation)
         now = time.monotonic()
+        self._watch_commits(now)
         stream_quiet = now - self._last_any >= self._quiet_s
         for tp, expected in list(self._next.items()):
             quiet_for = now - self._last_seen.get(tp, now)
@@ -273,6 +390,13 @@ class OffsetGuard:
                 end = (await self._consumer.highwaters(tp)).get(tp)
             if not self._current(generation) or end is None or end <= expected:
                 continue
+            if tp.topic in self._compacted:
+                hole = await self._compaction_hole(tp, expected, end)
+                if not self._current(generation) or hole is None:
+                    continue  # the broker did not say: the next round asks again
+                if hole:
+                    await self._past_hole(tp, expected, end)
+                    continue
             earliest = await self._earliest(tp)
             if not self._current(generation):
                 continue
@@ -289,6 +413,37 @@ class OffsetGuard:
                     f"{stalled:.0f} s, the broker holds up to {end}"
                 )
             await self._seek_back(tp, expected, end, now)
+
+    def _watch_commits(self, now: float) -> None:
+        """Log ``commit_stalled`` once per partition whose admitted records have not been
+        committed, Faust's committed offset unchanged, for ``stuck_after_s``."""
+        committed_of = getattr(self._consumer, "_committed_offset", None)
+        if committed_of is None:
+            return
+        for tp, expected in self._next.items():
+            committed = committed_of.get(tp)
+            # Faust holds None for "nothing committed" and for a committed 0 alike: then
+            # nothing admitted in this generation is nothing behind.
+            floor = committed if committed is not None else self._first.get(tp, expected)
+            if tp.topic in self._compacted or floor >= expected:
+                self._commit_frozen.pop(tp, None)
+                continue
+            frozen = self._commit_frozen.get(tp)
+            if frozen is None or frozen[0] != committed:
+                self._commit_frozen[tp] = (committed, now, False)
+                continue
+            _, since, logged = frozen
+            if not logged and now - since >= self._stuck_after_s:
+                self._warn(
+                    "commit_stalled",
+                    tp,
+                    committed=committed,
+                    expected=expected,
+                    stalled_s=round(now - since),
+                    **_commit_state(self._consumer, tp),
+                )
+                self._commit_frozen[tp] = (committed, since, True)
+                self.commit_stalls += 1
 
     def _current(self, generation: int) -> bool:
         """Still the guard's generation, and no rebalance under way (after an await)."""
@@ -310,12 +465,13 @@ class OffsetGuard:
             if generation != self._generation:
                 return  # another rebalance meanwhile: the next round takes it
             # ``admit`` may have set it meanwhile, from the same committed offset or past it.
-            self._next.setdefault(tp, start)
+            self._first.setdefault(tp, self._next.setdefault(tp, start))
             self._last_seen.setdefault(tp, now)
 
     def _new_generation(self, generation: int) -> None:
         self._generation = generation
         self._next.clear()
+        self._first.clear()
         self._seeking.clear()
         self._stalled_since.clear()
         self._last_seen.clear()
@@ -324,32 +480,13 @@ class OffsetGuard:
         """True: process ``event``. False: drop it (not acked: it comes again)."""
         if await self._admit(event):
             return True
-        self._dropped.append(weakref.ref(event.message))
-        self._release_dropped()
+        # Never acked: Faust's commit moves past a hole of one record, and one made of
+        # a dropped record must stay open until the record comes again after the seek,
+        # as a new message. So this share of the message is never given back, and Faust's
+        # stop and rebalance must not wait for it (``InFlight``).
+        if self._inflight is not None:
+            self._inflight.abandon(event.message)
         return False
-
-    def _release_dropped(self) -> None:
-        """Take the dropped messages out of Faust's in-flight set, without an ack.
-
-        Faust's stop and rebalance wait (``wait_empty``) until every message it handed
-        out is acked or garbage. A dropped one is never acked (Faust commits past a hole
-        of one record), and its stream's iterator still refers to the last one until a
-        later record comes: with the partitions paused for a stop, a SIGTERM'd worker
-        would wait for it for good. Only once no other stream still has the message (a
-        refcount of one: ours), so that the wait still covers the other agents' work.
-        The record comes again after the seek, as a new message.
-        """
-        unacked = getattr(self._consumer, "_unacked_messages", None)
-        waiting: list[weakref.ref[Any]] = []
-        for ref in self._dropped:
-            message = ref()
-            if message is None or unacked is None or message.acked:
-                continue
-            if message.refcount <= 1:
-                unacked.discard(message)
-            else:
-                waiting.append(ref)
-        self._dropped = waiting
 
     async def _admit(self, event: Any) -> bool:
         message = event.message
@@ -366,6 +503,7 @@ class OffsetGuard:
             if message.generation_id != self._generation:
                 return False  # a newer generation meanwhile: this record comes again
             expected = self._next.setdefault(tp, expected)
+            self._first.setdefault(tp, expected)
         if offset < expected:
             return True  # seen before: the dedupe skips it
         if offset == expected:
@@ -373,6 +511,16 @@ class OffsetGuard:
             self._seeking.pop(tp, None)
             self._stalled_since.pop(tp, None)
             return True
+        if tp.topic in self._compacted:
+            # Asked before the "seek under way" test: after a seek, the first record may
+            # well be past a hole right at the expected offset.
+            hole = await self._compaction_hole(tp, expected, offset)
+            if message.generation_id != self._generation:
+                return False  # a newer generation meanwhile: this record comes again
+            if hole:
+                await self._past_hole(tp, expected, offset)
+                self._next[tp] = offset + 1
+                return True
         sought_at = self._seeking.get(tp)
         now = time.monotonic()
         if sought_at is not None and now - sought_at < self._reseek_after_s:
@@ -387,6 +535,37 @@ class OffsetGuard:
             return await self._admit(event)
         await self._seek_back(tp, expected, offset, now)
         return False
+
+    async def _compaction_hole(self, tp: Any, start: int, stop: int) -> bool | None:
+        """Whether the broker holds no record in [start, stop) (None: it did not say).
+
+        A read is reused for ``reseek_after_s``: a replay of a compacted partition meets a
+        hole every few records, and one read covers hundreds of them. Not longer: the
+        cleaner may remove more records meanwhile, and a stale read would then send the
+        guard seeking back for a record that is gone.
+        """
+        assert self._present is not None  # __init__ requires it for compacted topics
+        scan = self._scans.get(tp)
+        hole = None
+        if scan is not None and time.monotonic() - scan.at < self._reseek_after_s:
+            hole = scan.hole(start, stop)
+        if hole is None:
+            try:
+                scan = await self._present.scan(tp, start, stop)
+            except LookupError as exc:
+                self._warn("present_offsets_unknown", tp, start=start, error=str(exc))
+                return None
+            self._scans[tp] = scan
+            hole = scan.hole(start, stop)
+        return hole
+
+    async def _past_hole(self, tp: Any, start: int, stop: int) -> None:
+        """Go on at ``stop``, and let Faust's commit move over [start, stop)."""
+        self.compacted_holes += 1
+        self._next[tp] = stop
+        self._seeking.pop(tp, None)
+        self._stalled_since.pop(tp, None)
+        await self._consumer._add_gap(tp, start, stop - 1)  # Faust: [start, stop - 1]
 
     async def _seek_back(self, tp: Any, expected: int, seen: int, now: float) -> None:
         if tp not in self._seeking:
@@ -443,6 +622,26 @@ def _fetch_state(consumer: Any, tp: Any) -> dict[str, bool]:
         if partitions is not None:
             state[name] = tp in partitions
     return state
+
+
+def _commit_state(consumer: Any, tp: Any, shown: int = 5) -> dict[str, object]:
+    """What Faust's commit of ``tp`` works from (``consumer`` is Faust's Consumer): the
+    first acked offsets above the committed one, the gaps it may move over, and the
+    partition's in-flight messages (offset, shares left)."""
+    acked = sorted(getattr(consumer, "_acked", {}).get(tp, ()))
+    gaps = getattr(consumer, "_gap", {}).get(tp)
+    in_flight = sorted(
+        (m.offset, m.refcount)
+        for m in list(getattr(consumer, "_unacked_messages", ()))
+        if m.tp == tp
+    )
+    return {
+        "acked": len(acked),
+        "acked_first": acked[:shown],
+        "gaps": sorted((i.begin, i.end) for i in gaps)[:shown] if gaps else [],
+        "in_flight": len(in_flight),
+        "in_flight_first": in_flight[:shown],
+    }
 
 
 def end_offset(consumer: Any, tp: Any) -> int | None:

@@ -27,7 +27,13 @@ from pydantic import ValidationError
 
 from processors.agents import decode_inputs
 from processors.metrics import ProcessorMetrics
-from processors.runtime.offsets import CommittedOffsets, OffsetGuard, keep_every_fetched_record
+from processors.runtime.inflight import InFlight
+from processors.runtime.offsets import (
+    CommittedOffsets,
+    OffsetGuard,
+    PresentOffsets,
+    keep_every_fetched_record,
+)
 from processors.runtime.produce import changelog as changelog_of
 from processors.runtime.store import TableStore
 from processors.runtime.writer import OrderedWriter
@@ -107,6 +113,7 @@ def register_delivery_agent(
     view: SubscriptionView,
     scheduler: DeliveryScheduler,
     committed: CommittedOffsets,
+    present: PresentOffsets,
     horizon_s: float,
     metrics: ProcessorMetrics,
 ) -> None:
@@ -123,8 +130,18 @@ def register_delivery_agent(
     @app.agent(topic, name="webhooks")
     async def webhooks(stream: faust.StreamT[bytes]) -> None:
         keep_every_fetched_record(app.consumer)
-        # Only the hop topic is guarded: the commands topic is compacted (holes by design).
-        guard = OffsetGuard(app.consumer, committed, "webhooks", frozenset({email_events}))
+        # The commands topic is compacted: a hole there is compaction or a record Faust
+        # dropped, and the guard asks the broker which (a dropped command would never
+        # make its deliveries, and a compaction hole would stall the commits for good).
+        guard = OffsetGuard(
+            app.consumer,
+            committed,
+            "webhooks",
+            frozenset({email_events}),
+            compacted=frozenset({commands}),
+            present=present,
+            inflight=InFlight.of(app),
+        )
         store = TableStore(table)
         writer = OrderedWriter(
             app, store, changelog_of(app, table), stream, guard, on_persisted=scheduler.on_persisted
@@ -146,3 +163,4 @@ def register_delivery_agent(
                     await writer.skip(event)
             finally:
                 scheduler.detach(writer)
+                await present.close()

@@ -271,8 +271,11 @@ class DeliveryScheduler:
                 task.add_done_callback(self._attempts.discard)
             due = queue.next_due() if queue.in_flight < queue.concurrency else None
             timeout = None if due is None else max(0.0, due - time.time())
+            # ``asyncio.timeout``: Python 3.11's ``wait_for`` swallows a cancellation
+            # that comes as ``wake`` is set, and this loop would then never end.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await wake.wait()
 
     async def _attempt(self, webhook_id: int, queue: EndpointQueue, item: Pending) -> None:
         ended, due = False, time.time() + self._settings.retry_base_s

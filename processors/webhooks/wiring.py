@@ -17,7 +17,7 @@ import structlog
 
 from processors.generations import generation_topics
 from processors.metrics import ProcessorMetrics
-from processors.runtime.offsets import CommittedOffsets
+from processors.runtime.offsets import CommittedOffsets, PresentOffsets
 from processors.runtime.produce import DirectTopic
 from processors.settings import ProcessorSettings
 from processors.webhooks.agent import register_delivery_agent
@@ -119,6 +119,7 @@ def register_webhooks(
             view,
             scheduler,
             CommittedOffsets(settings.bootstrap_servers, settings.group_id),
+            PresentOffsets(settings.bootstrap_servers),
             w.log_retention_s,
             metrics,
         )

@@ -5,13 +5,21 @@ offset comes; records seen before pass (the dedupe skips them)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
-from processors.runtime.offsets import ConsumerStuck, OffsetGuard, keep_every_fetched_record
+from processors.runtime.inflight import InFlight
+from processors.runtime.offsets import (
+    ConsumerStuck,
+    OffsetGuard,
+    Scan,
+    keep_every_fetched_record,
+)
 
 
 class TP(NamedTuple):
@@ -56,8 +64,12 @@ class Consumer:
     app: App | None = None
     broker_ends: dict[TP, int] = field(default_factory=dict)
     asked: list[TP] = field(default_factory=list)
+    gaps: list[tuple[TP, int, int]] = field(default_factory=list)
     # Faust's: the messages handed out, waited for at a stop or rebalance until acked.
     _unacked_messages: set[Message] = field(default_factory=set)
+    # Faust's commit state: the committed offset (next to read), the acked offsets.
+    _committed_offset: dict[TP, int | None] = field(default_factory=dict)
+    _acked: dict[TP, list[int]] = field(default_factory=dict)
 
     def assignment(self) -> set[TP]:
         return self.assigned
@@ -75,6 +87,10 @@ class Consumer:
 
     async def earliest_offsets(self, *partitions: TP) -> dict[TP, int]:
         return dict.fromkeys(partitions, self.earliest)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Faust's: offsets [from, to] its commit may move over as if acked."""
+        self.gaps.append((tp, offset_from, offset_to))
 
 
 @dataclass
@@ -94,6 +110,14 @@ class Committed:
 
 P0, P1 = TP("email.events", 0), TP("email.events", 1)
 TOPICS = frozenset({"email.events"})
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The guard's monotonic clock, at 100 s until a test moves it (``clock[0] += ...``)."""
+    now = [100.0]
+    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    return now
 
 
 def ev(tp: TP, offset: int, generation: int = 1) -> Any:
@@ -198,11 +222,8 @@ async def test_records_deleted_by_retention_are_not_a_hole() -> None:
     assert consumer.seeks == [(P0, 52)]
 
 
-async def test_it_seeks_again_when_the_missing_offset_does_not_come(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+async def test_it_seeks_again_when_the_missing_offset_does_not_come(clock: list[float]) -> None:
+    now = clock
     guard, consumer = guard_for({P0: 0})
     assert await admitted(guard, [ev(P0, 2), ev(P0, 3)]) == []
     assert consumer.seeks == [(P0, 0)]
@@ -229,12 +250,11 @@ def test_the_consumer_keeps_no_read_offset() -> None:
 
 
 async def test_a_hole_at_the_tail_is_sought_back_when_the_partition_stays_quiet(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: list[float],
 ) -> None:
     # 11 and 12 were fetched (position 13) but never reached the agent, and no later
     # record comes to reveal the hole.
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    now = clock
     guard, consumer = guard_for({P0: 10, P1: 0})
     assert await admitted(guard, [ev(P0, 10), ev(P1, 0)]) == [10, 0]
     consumer.positions = {P0: 13, P1: 1}
@@ -259,11 +279,10 @@ async def test_the_watcher_runs_while_the_guard_is_entered() -> None:
 
 
 async def test_a_partition_waiting_behind_others_is_not_sought_back_too_soon(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: list[float],
 ) -> None:
     # P0's records (11, 12) sit in Faust's buffer behind P1's: P1 keeps the stream busy.
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    now = clock
     guard, consumer = guard_for({P0: 10, P1: 0})
     assert await admitted(guard, [ev(P0, 10)]) == [10]
     consumer.positions = {P0: 13, P1: 100}
@@ -280,13 +299,10 @@ async def test_a_partition_waiting_behind_others_is_not_sought_back_too_soon(
     assert consumer.seeks == [(P0, 11)]
 
 
-async def test_a_partition_whose_seeks_never_deliver_is_declared_stuck(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_partition_whose_seeks_never_deliver_is_declared_stuck(clock: list[float]) -> None:
     # The broker holds 11..19 but no seek brings them: after ``stuck_after_s`` the watcher
     # gives up on this consumer (the app crashes, the supervisor starts a new process).
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    now = clock
     guard, consumer = guard_for({P0: 10})
     assert await admitted(guard, [ev(P0, 10)]) == [10]
     consumer.positions = {P0: 20}
@@ -299,11 +315,8 @@ async def test_a_partition_whose_seeks_never_deliver_is_declared_stuck(
         await guard.check_quiet_partitions()
 
 
-async def test_a_record_at_the_expected_offset_ends_the_stall(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+async def test_a_record_at_the_expected_offset_ends_the_stall(clock: list[float]) -> None:
+    now = clock
     guard, consumer = guard_for({P0: 10})
     consumer.positions = {P0: 20}
     assert await admitted(guard, [ev(P0, 10), ev(P0, 15)]) == [10]  # a hole: sought back
@@ -315,13 +328,12 @@ async def test_a_record_at_the_expected_offset_ends_the_stall(
 
 
 async def test_after_a_rebalance_without_records_assigned_partitions_are_still_watched(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: list[float],
 ) -> None:
     # Generation 2 assigned P0 (committed 11, the broker holds up to 20) and a partition of
     # another stream, and none of P0's records reached the agent: its expected offset comes
     # from the committed one, it is sought back when quiet, and declared stuck in the end.
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    now = clock
     other = TP("message.events", 0)
     app = App(consumer_generation_id=2)
     consumer = Consumer(positions={P0: 20, other: 5}, assigned={P0, other}, app=app)
@@ -374,13 +386,10 @@ async def test_records_admitted_while_the_watcher_reads_an_offset_keep_their_pro
     assert consumer.seeks == []
 
 
-async def test_the_watcher_does_not_seek_to_records_retention_deleted(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_the_watcher_does_not_seek_to_records_retention_deleted(clock: list[float]) -> None:
     # Committed 10, but the log now starts at 50 and ends at 60 and nothing comes: the
     # watcher moves on to 50 instead of seeking to 10 for ever (and calling it stuck).
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    now = clock
     app = App(consumer_generation_id=1)
     consumer = Consumer(earliest=50, positions={P0: 60}, assigned={P0}, app=app)
     guard = OffsetGuard(consumer, Committed({("email.events", 0): 10}), "t", TOPICS)
@@ -417,6 +426,135 @@ async def test_a_failed_round_does_not_end_the_watcher() -> None:
     assert consumer.seeks[0] == (P0, 3)
 
 
+@dataclass
+class Present:
+    """The offsets of the compacted topic that still hold a record, as the broker has them
+    (``PresentOffsets``); reads up to ``stop``, or ``ahead`` offsets past it."""
+
+    offsets: set[int]
+    ahead: int = 0
+    scans: list[tuple[int, int]] = field(default_factory=list)
+    unknown: bool = False
+
+    async def scan(self, tp: TP, start: int, stop: int) -> Scan:
+        self.scans.append((start, stop))
+        if self.unknown:
+            raise LookupError("no answer")
+        covered = stop + self.ahead
+        present = tuple(sorted(o for o in self.offsets if start <= o < covered))
+        return Scan(start, covered, present, time.monotonic())
+
+
+C0 = TP("suppression.commands", 0)
+
+
+def compacted_guard(
+    committed: int, present: Present, **kwargs: Any
+) -> tuple[OffsetGuard, Consumer]:
+    consumer = kwargs.pop("consumer", None) or Consumer()
+    offsets = Committed({(C0.topic, C0.partition): committed})
+    compacted = frozenset({C0.topic})
+    guard = OffsetGuard(consumer, offsets, "t", TOPICS, compacted, present, **kwargs)  # type: ignore[arg-type]
+    return guard, consumer
+
+
+async def test_a_compaction_hole_is_passed_and_told_to_faust_commit() -> None:
+    guard, consumer = compacted_guard(0, Present({0, 3, 4}))
+    assert await admitted(guard, [ev(C0, 0), ev(C0, 3), ev(C0, 4)]) == [0, 3, 4]
+    assert consumer.seeks == []
+    assert consumer.gaps == [(C0, 1, 2)]  # Faust may commit over 1 and 2
+    assert (guard.holes, guard.compacted_holes) == (0, 1)
+
+
+async def test_a_record_dropped_from_a_compacted_topic_is_sought_back() -> None:
+    # 1 and 2 are still on the broker: the hole is Faust's, not compaction's.
+    guard, consumer = compacted_guard(0, Present({0, 1, 2, 3}))
+    assert await admitted(guard, [ev(C0, 0), ev(C0, 3)]) == [0]
+    assert consumer.seeks == [(C0, 1)]
+    assert consumer.gaps == []
+    assert await admitted(guard, [ev(C0, 1), ev(C0, 2), ev(C0, 3)]) == [1, 2, 3]
+
+
+async def test_after_a_seek_the_first_record_past_a_compaction_hole_passes() -> None:
+    # Sought back to 1 for a dropped record; the broker's next record there is 5 (2..4
+    # compacted away): not "a seek under way", a hole.
+    present = Present({0, 1, 5, 6})
+    guard, consumer = compacted_guard(0, present)
+    assert await admitted(guard, [ev(C0, 0), ev(C0, 6)]) == [0]
+    assert consumer.seeks == [(C0, 1)]
+    assert await admitted(guard, [ev(C0, 1), ev(C0, 5), ev(C0, 6)]) == [1, 5, 6]
+    assert consumer.gaps == [(C0, 2, 4)]
+
+
+async def test_one_read_of_the_broker_serves_the_holes_it_covers(clock: list[float]) -> None:
+    now = clock
+    present = Present({0, 2, 4, 6, 8, 20}, ahead=10)
+    guard, consumer = compacted_guard(0, present)
+    for offset in (0, 2, 4, 6, 8):
+        assert await admitted(guard, [ev(C0, offset)]) == [offset]
+    assert present.scans == [(1, 2)]  # the first read covered up to 12
+    now[0] += 6  # a read that old may be stale: the cleaner may have removed more since
+    assert await admitted(guard, [ev(C0, 20)]) == [20]
+    assert present.scans == [(1, 2), (9, 20)]
+    assert consumer.seeks == []
+    assert len(consumer.gaps) == 5
+
+
+async def test_when_the_broker_does_not_say_a_compacted_hole_is_sought_back() -> None:
+    guard, consumer = compacted_guard(0, Present({0, 3}, unknown=True))
+    assert await admitted(guard, [ev(C0, 0), ev(C0, 3)]) == [0]
+    assert consumer.seeks == [(C0, 1)]
+    assert consumer.gaps == []
+
+
+async def test_a_compaction_hole_at_the_end_is_passed_by_the_watcher(clock: list[float]) -> None:
+    # The partition ends at 5, its last record is 2 (3 and 4 compacted away): no seek.
+    now = clock
+    app = App(consumer_generation_id=1)
+    consumer = Consumer(positions={C0: 5}, assigned={C0}, app=app)
+    guard, _ = compacted_guard(0, Present({0, 1, 2}), consumer=consumer)
+    assert await admitted(guard, [ev(C0, 0), ev(C0, 1), ev(C0, 2)]) == [0, 1, 2]
+    now[0] += 6
+    await guard.check_quiet_partitions()
+    assert consumer.seeks == []
+    assert consumer.gaps == [(C0, 3, 4)]
+    now[0] += 6
+    await guard.check_quiet_partitions()  # caught up now: nothing more to judge
+    assert consumer.gaps == [(C0, 3, 4)]
+
+
+async def test_a_compacted_partition_none_of_whose_records_come_is_sought_back(
+    clock: list[float],
+) -> None:
+    # Committed 1, the broker holds 1..11, none reach the agent (Faust dropped them with
+    # an old generation): the watcher seeks back to 1, and the records then pass.
+    now = clock
+    app = App(consumer_generation_id=1)
+    consumer = Consumer(positions={C0: 12}, assigned={C0}, app=app)
+    guard, _ = compacted_guard(1, Present(set(range(12))), consumer=consumer)
+    await guard.check_quiet_partitions()
+    now[0] += 6
+    await guard.check_quiet_partitions()
+    assert consumer.seeks == [(C0, 1)]
+    assert await admitted(guard, [ev(C0, o) for o in range(1, 12)]) == list(range(1, 12))
+    assert consumer.gaps == []
+
+
+def test_a_guard_of_compacted_topics_needs_the_broker_reader() -> None:
+    with pytest.raises(ValueError, match="PresentOffsets"):
+        OffsetGuard(Consumer(), Committed(), "t", TOPICS, frozenset({C0.topic}))
+
+
+def test_a_scan_says_only_what_it_read() -> None:
+    scan = Scan(start=10, covered=20, present=(10, 14, 19), at=0.0)
+    assert scan.hole(11, 14) is True
+    assert scan.hole(11, 15) is False
+    assert scan.hole(15, 19) is True
+    assert scan.hole(15, 21) is False  # 19 is before 21
+    assert scan.hole(20, 25) is None  # past what was read
+    assert scan.hole(5, 9) is None  # before it
+
+
 async def test_records_of_unguarded_topics_pass_as_they_come() -> None:
     # A compacted topic read beside the hop topic: its offsets have holes by design.
     guard, consumer = guard_for({P0: 10})
@@ -426,13 +564,12 @@ async def test_records_of_unguarded_topics_pass_as_they_come() -> None:
 
 
 async def test_an_assigned_partition_none_of_whose_records_come_is_watched(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: list[float],
 ) -> None:
     # P0's records come in generation 1; P1 is assigned too, but none of its records ever
     # reach the agent and the fetcher never saw its end: the broker is asked, and P1 is
     # sought back to its committed offset.
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
+    now = clock
     app = App(consumer_generation_id=1)
     consumer = Consumer(positions={P0: 3}, assigned={P0, P1}, app=app, broker_ends={P1: 9})
     guard = OffsetGuard(consumer, Committed({("email.events", 1): 4}), "t", TOPICS)
@@ -446,21 +583,62 @@ async def test_an_assigned_partition_none_of_whose_records_come_is_watched(
     assert await admitted(guard, [ev(P1, 4), ev(P1, 5)]) == [4, 5]
 
 
-async def test_a_dropped_record_is_not_waited_for_at_a_stop(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_dropped_record_is_not_waited_for_at_a_stop() -> None:
     # Faust's stop waits for every message handed out until it is acked; a dropped one
-    # never is. It leaves the set (without an ack) once no other stream still has it.
-    now = [100.0]
-    monkeypatch.setattr("processors.runtime.offsets.time.monotonic", lambda: now[0])
-    guard, consumer = guard_for({P0: 10})
+    # never is. It leaves the set without an ack once no other agent still works on it.
+    consumer = Consumer()
+    inflight = InFlight(SimpleNamespace(consumer=consumer))
+    guard = OffsetGuard(
+        consumer, Committed({(P0.topic, P0.partition): 10}), "t", TOPICS, inflight=inflight
+    )
     alone, shared = ev(P0, 12), ev(P0, 13)
-    shared.message.refcount = 2  # the address agent still works on it
+    shared.message.refcount = 2  # the address agent works on it too
     given = [ev(P0, 10), alone, shared]
     consumer._unacked_messages.update(e.message for e in given)
     assert await admitted(guard, given) == [10]
     assert consumer._unacked_messages == {given[0].message, shared.message}
-    assert not alone.message.acked  # not acked: Faust must not commit past the hole
-    shared.message.refcount = 1  # the other agent acked its share
-    await guard.check_quiet_partitions()
+    shared.message.refcount = 1  # the address agent acked its share
+    inflight.release_abandoned()
     assert consumer._unacked_messages == {given[0].message}
+    assert not alone.message.acked  # no commit past the hole
+    assert not shared.message.acked
+
+
+async def test_admitted_records_left_uncommitted_are_logged_once_as_a_stalled_commit(
+    clock: list[float],
+) -> None:
+    now = clock
+    guard, consumer = guard_for({P0: 10})
+    consumer.positions = {P0: 13}
+    assert await admitted(guard, [ev(P0, 10), ev(P0, 11), ev(P0, 12)]) == [10, 11, 12]
+    consumer._committed_offset[P0] = 10  # 10 never acked: 11 and 12 cannot be committed
+    consumer._acked[P0] = [12, 11]
+    consumer._unacked_messages.add(Message(P0, 10))
+    for _ in range(23):  # 115 s
+        now[0] += 5
+        await guard.check_quiet_partitions()
+    assert guard.commit_stalls == 0
+    now[0] += 10
+    await guard.check_quiet_partitions()
+    assert guard.commit_stalls == 1
+    for _ in range(30):
+        now[0] += 5
+        await guard.check_quiet_partitions()
+    assert guard.commit_stalls == 1  # once per stall
+    assert consumer.seeks == []  # nothing to seek: every record came
+
+
+async def test_commits_that_keep_moving_or_have_nothing_to_commit_are_no_stall(
+    clock: list[float],
+) -> None:
+    now = clock
+    guard, consumer = guard_for({P0: 0, P1: 0})
+    consumer.positions = {P0: 100, P1: 0}
+    # P1: nothing admitted, and Faust holds None (nothing committed, or a committed 0).
+    consumer.assigned = {P1}
+    for offset in range(60):  # P0's commits follow its records, a few behind
+        now[0] += 5
+        assert await admitted(guard, [ev(P0, offset)]) == [offset]
+        consumer._committed_offset[P0] = max(0, offset - 3) or None
+        await guard.check_quiet_partitions()
+    assert guard.commit_stalls == 0
