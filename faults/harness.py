@@ -42,6 +42,7 @@ from tests.integration.stack import running_ingest
 LIVE = "live"
 TAIL_S = 3.0  # load that keeps arriving once the fault is over
 MAX_RESTARTS = 3  # by the supervisor, per scenario: more is a crash loop
+SETTLE_S = 600.0  # for a generation to commit every record: inside the scenarios' 900 s
 
 
 @dataclass
@@ -157,7 +158,7 @@ async def run(
                 await asyncio.wait_for(sending, timeout=300)
             load_ended = time.monotonic()
         await fully_in_sync(cluster.bootstrap, [p.topic("webhooks.raw")])
-        settling = asyncio.create_task(p.settled(LIVE, hop_suffix=f".{LIVE}"))
+        settling = asyncio.create_task(p.settled(LIVE, hop_suffix=f".{LIVE}", timeout=SETTLE_S))
         try:
             # The supervisor ends only by failing (a crash loop): that fails the scenario.
             await asyncio.wait([settling, supervisor], return_when=asyncio.FIRST_COMPLETED)
@@ -184,7 +185,7 @@ async def _check(
     counted = sum(sum(state["counts"].values()) for state in addresses.values())
     double = counted - len(in_topic)
     with p.worker("ref", generation_env("ref")):
-        ref_addresses, ref_messages = await p.settled("ref", hop_suffix=".ref")
+        ref_addresses, ref_messages = await p.settled("ref", hop_suffix=".ref", timeout=SETTLE_S)
     dead = len(await read_all(p.bootstrap, p.topic(f"webhooks.dlq.{LIVE}")))
     live_commands = {c["command_id"] for c in await p.commands(LIVE)}
     ref_commands = {c["command_id"] for c in await p.commands("ref")}

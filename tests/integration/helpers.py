@@ -130,6 +130,37 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
     return sum(m.offset for tp, m in offsets.items() if tp.topic == topic)
 
 
+async def commit_lag(
+    bootstrap: str, group: str, topics: Sequence[str] = ()
+) -> dict[str, dict[int, tuple[int, int]]]:
+    """Topic -> partition -> (``group``'s committed offset, or -1; the end offset), for
+    ``topics`` and each other topic ``group`` has committed offsets on."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        topics = list(dict.fromkeys([*topics, *sorted({tp.topic for tp in committed})]))
+        tps = [tp for topic in topics for tp in await _partitions(consumer, topic)]
+        ends = await consumer.end_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+        await admin.close()
+    lag: dict[str, dict[int, tuple[int, int]]] = {topic: {} for topic in topics}
+    for tp, end in sorted(ends.items()):
+        lag[tp.topic][tp.partition] = (committed[tp].offset if tp in committed else -1, end)
+    return lag
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    # All topics' metadata: naming a missing topic could auto-create it.
+    metadata = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in metadata.partitions_for_topic(topic) or ()]
+
+
 async def wait_committed(
     bootstrap: str,
     group: str,
@@ -175,9 +206,7 @@ async def _read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, by
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        # All topics' metadata: naming a missing topic could auto-create it.
-        metadata = await consumer._client.fetch_all_metadata()
-        tps = [TopicPartition(topic, p) for p in metadata.partitions_for_topic(topic) or ()]
+        tps = await _partitions(consumer, topic)
         if tps:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)

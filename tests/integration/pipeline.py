@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,23 @@ from pydantic import SecretStr
 
 from ingest.settings import IngestSettings, KafkaSettings, SourceSettings
 from tests.fixtures.signing import sign
-from tests.integration.helpers import latest_by_key, read_all, wait_committed
+from tests.integration.helpers import commit_lag, latest_by_key, read_all, wait_committed
 from tests.integration.stack import REPO, free_port, service_process
 
 PARTITIONS = 3
 NEXUS_SECRET = "it-nexus-secret"
 GENERIC_SECRET = "it-generic-secret"
+WAIT_S = 240.0  # for a generation's commits or a CLI run: inside the suite's test timeout
+STUCK_LOG_LINES = 25  # of each running worker's log, when a wait for commits fails
+# What a worker logs about a stall of its own (processors/, and Faust's wait).
+STALL_EVENTS = (
+    "commit_stalled",
+    "stream_wait_given_up",
+    "wait_empty",
+    "consumer_stuck",
+    "subscription_sync_slow",
+    "subscription_view_failed",
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class Pipeline:
     # True when the test restarts workers that exit, as a supervisor would.
     supervised: bool = False
     _workers: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
+    # Every worker this pipeline started, stopped ones too, with its generation.
+    _started: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
 
     def check_workers(self) -> None:
         """Fail at once, with its log, if a worker died that no test killed (unless the
@@ -133,13 +146,18 @@ class Pipeline:
         full_env = {**self.worker_env(generation, port), **own_datadir, **(env or {})}
         with service_process(module, ["worker"], full_env, log) as proc:
             self._workers.append((proc, log))
+            self._started.append((generation, proc, log))
             try:
                 yield proc
             finally:
                 self._workers.remove((proc, log))
 
     async def wait_all_committed(
-        self, generation: str = "g1", raw_records: int = 0, hop_suffix: str = ""
+        self,
+        generation: str = "g1",
+        raw_records: int = 0,
+        hop_suffix: str = "",
+        timeout: float = WAIT_S,
     ) -> None:
         """Every record of the raw topic and of both hops committed by ``generation``.
 
@@ -147,26 +165,91 @@ class Pipeline:
         changelogs are final then. The raw topic first: once it is committed, the
         normaliser has put every hop record on the broker, so the hops' end offsets are
         final too. ``raw_records`` 0 means the raw topic's record count now. Fails with
-        the counts on timeout.
+        the counts once ``timeout`` (for all three topics) is over: well inside the
+        callers' test timeouts, so a stuck commit fails here, saying where it stuck.
         """
+        deadline = time.monotonic() + timeout
         group = self.group(generation)
         hops = [f"{hop}{hop_suffix}" for hop in ("email.events", "message.events")]
         inputs = [(self.topic("webhooks.raw"), raw_records), *((self.topic(h), 0) for h in hops)]
         for topic, known in inputs:
             total = known or len(await read_all(self.bootstrap, topic))
-            await wait_committed(
-                self.bootstrap, group, topic, total, timeout=600, check=self.check_workers
+            left = max(1.0, deadline - time.monotonic())
+            try:
+                await wait_committed(
+                    self.bootstrap, group, topic, total, timeout=left, check=self.check_workers
+                )
+            except AssertionError as exc:
+                report = await self._stuck_report([group], [t for t, _ in inputs])
+                raise AssertionError(f"{exc}\n{report}") from None
+
+    @contextlib.asynccontextmanager
+    async def within(self, seconds: float) -> AsyncIterator[None]:
+        """Fail if the block is not done within ``seconds``, with the stack of every task
+        of the loop at that moment, where every generation's commits stand and what each
+        worker logged.
+
+        Each wait of a test is bounded, but a long test's waits can add up past its
+        timeout, and pytest-timeout then ends the whole run with thread stacks alone: an
+        idle event loop, none of the above. ``seconds`` is to be inside that timeout. It
+        fails as well when the cancellation that ends the block was swallowed on its way
+        out (the block then ends as if done, late).
+        """
+        loop = asyncio.get_running_loop()
+        stacks: list[str] = []
+        # Just before the cancellation: it unwinds the very awaits that are to be shown.
+        snapshot = loop.call_later(max(0.0, seconds - 0.05), lambda: stacks.append(_tasks()))
+        timer = asyncio.timeout(seconds)
+        try:
+            async with timer:
+                yield
+        except TimeoutError:
+            if not timer.expired():
+                raise
+        finally:
+            snapshot.cancel()
+        if timer.expired():
+            groups = list(dict.fromkeys(self.group(gen) for gen, _, _ in self._started))
+            report = await self._stuck_report(groups, [self.topic("webhooks.raw")], every=True)
+            raise AssertionError(
+                f"not done within {seconds:.0f} s; the loop's tasks then:\n"
+                + "".join(stacks)
+                + report
             )
 
+    async def _stuck_report(self, groups: list[str], topics: list[str], every: bool = False) -> str:
+        """Where each group's commits stand on ``topics`` and on every topic it has
+        committed on, and the stall and last log lines of each current worker (``every``:
+        of each one started): what a failed wait for commits needs to be understood."""
+        lines = ["partition: (committed, end)"]
+        for group in groups:
+            lag = await commit_lag(self.bootstrap, group, topics)
+            lines += [f"{group}: {topic}: {partitions}" for topic, partitions in lag.items()]
+        workers = [(proc, log) for _, proc, log in self._started] if every else self._workers
+        for proc, log in workers:
+            text = log.read_text(errors="replace").splitlines()
+            telling = [line for line in text if any(e in line for e in STALL_EVENTS)]
+            state = "running" if proc.poll() is None else f"exited {proc.returncode}"
+            lines += [
+                f"--- {log.name} (pid {proc.pid}, {state}), its stall lines:",
+                *telling[-STUCK_LOG_LINES:],
+                "--- and its last lines:",
+                *text[-STUCK_LOG_LINES:],
+            ]
+        return "\n".join(lines)
+
     async def settled(
-        self, generation: str = "g1", hop_suffix: str = ""
+        self, generation: str = "g1", hop_suffix: str = "", timeout: float = WAIT_S
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """Both tables once ``generation`` has committed every input record (final then)."""
-        await self.wait_all_committed(generation, hop_suffix=hop_suffix)
+        await self.wait_all_committed(generation, hop_suffix=hop_suffix, timeout=timeout)
         return await self.table("addresses", generation), await self.table("messages", generation)
 
-    async def mailpulse(self, *args: str, generation: str = "g1") -> CliResult:
-        """Run the ``mailpulse`` operator CLI as a process, with the workers' settings."""
+    async def mailpulse(
+        self, *args: str, generation: str = "g1", timeout: float = WAIT_S
+    ) -> CliResult:
+        """Run the ``mailpulse`` operator CLI as a process, with the workers' settings;
+        fail, having killed it, if it has not exited within ``timeout``."""
         env = {
             **os.environ,
             "MAILPULSE_CONFIG": str(REPO / "config" / "dev.toml"),
@@ -182,7 +265,14 @@ class Pipeline:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=600)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(
+                f"mailpulse {' '.join(args)}: not done within {timeout:.0f} s (killed)"
+            ) from None
         assert proc.returncode is not None
         return CliResult(proc.returncode, out.decode(), err.decode())
 
@@ -224,6 +314,43 @@ KINDS = [
     "complained",
     "unsubscribed",
 ]
+
+
+def _tasks() -> str:
+    """Each pending task of the running loop, with its chain of awaits (innermost last).
+
+    ``Task.print_stack`` shows a suspended task's outermost coroutine only; the await
+    that holds it is at the end of the chain of ``cr_await``.
+    """
+    lines = []
+    for task in asyncio.all_tasks():
+        if task.done():
+            continue
+        lines.append(f"task {task.get_name()}:")
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = next(
+                (
+                    f
+                    for a in ("cr_frame", "gi_frame", "ag_frame")
+                    if (f := getattr(awaited, a, None))
+                ),
+                None,
+            )
+            if frame is None:
+                lines.append(f"  awaits {awaited!r:.300}")
+                break
+            code = frame.f_code
+            lines.append(f"  {code.co_filename}:{frame.f_lineno} {code.co_name}")
+            awaited = next(
+                (
+                    n
+                    for a in ("cr_await", "gi_yieldfrom", "ag_await")
+                    if (n := getattr(awaited, a, None))
+                ),
+                None,
+            )
+    return "\n".join(lines) + "\n"
 
 
 def mixed_events(

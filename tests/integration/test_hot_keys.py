@@ -110,7 +110,7 @@ async def test_one_hot_address_and_message_stay_bounded_and_count_exactly(
         async with running_ingest(p.ingest_settings()), aiohttp.ClientSession() as s:
             for event in retries:
                 assert await p.post_nexus(s, event) == 200
-        await p.wait_all_committed("g1", raw_records=len(events) + len(retries))
+        await p.wait_all_committed("g1", raw_records=len(events) + len(retries), timeout=600)
         addresses = await p.table("addresses")
         messages = await p.table("messages")
         sizes = await _changelog_sizes(p, "addresses") + await _changelog_sizes(p, "messages")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.integration.helpers import eventually
 from tests.integration.pipeline import PARTITIONS, Pipeline, nexus_event
 from tests.integration.stack import REPO, free_port, running_ingest
 
+DUMP_WAIT_S = 3.0  # for the stack dump to reach the log
 CRASH_EXIT_GRACE_S: float = ProcessorSettings.model_fields["crash_exit_grace_s"].default
 
 
@@ -113,7 +115,17 @@ def _wait_exit(proc: subprocess.Popen[bytes], p: Pipeline, timeout: float, why: 
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"worker still running {timeout:.0f} s {why}:\n{_tail(p)}") from None
+        pass
+    # A worker that hangs: its runtime (mode's Worker) writes every thread's and asyncio
+    # task's stack to its log on SIGUSR1, which says where it waits. The tail shown is
+    # taken before, so that it is the worker's own last lines.
+    tail = _tail(p)
+    proc.send_signal(signal.SIGUSR1)
+    time.sleep(DUMP_WAIT_S)
+    logs = ", ".join(str(log) for log in _logs(p))
+    raise AssertionError(
+        f"worker still running {timeout:.0f} s {why} (task stacks at the end of {logs}):\n{tail}"
+    )
 
 
 def _logs(p: Pipeline) -> list[Path]:
